@@ -1,0 +1,457 @@
+package pool
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// ErrTimeout is returned by Borrow when no connection became free in time.
+var ErrTimeout = errors.New("timed out waiting for a server connection")
+
+// ErrClosed is returned by Borrow on a closed pool.
+var ErrClosed = errors.New("pool is closed")
+
+// Options configure one pool.
+type Options struct {
+	Addr     string // host:port
+	User     string
+	Password string
+	Database string
+
+	Size           int
+	MinIdle        int
+	IdleTimeout    time.Duration
+	MaxLifetime    time.Duration
+	ConnectTimeout time.Duration
+
+	Logger *slog.Logger
+}
+
+// Conn is one server connection. Its exported state fields belong to whoever
+// has borrowed it; the pool touches them only while the connection is idle.
+type Conn struct {
+	net.Conn
+	// Reader buffers what the server sends.
+	Reader *bufio.Reader
+	// PID and SecretKey identify the backend for cancel requests.
+	PID       uint32
+	SecretKey []byte
+	// Params holds the ParameterStatus values the server reported at startup.
+	Params map[string]string
+
+	// Prepared tracks the proxy-global prepared statements this backend holds.
+	Prepared *StatementCache
+	// StateFingerprint identifies the session parameters applied to this
+	// backend (0: the server's defaults).
+	StateFingerprint uint64
+
+	pool     *Pool
+	created  time.Time
+	returned time.Time
+	done     bool
+}
+
+// Addr returns the address of the node this connection talks to.
+func (c *Conn) Addr() string { return c.pool.opts.Addr }
+
+// Stats is a snapshot of a pool's counters.
+type Stats struct {
+	Open, Idle, Waiting int
+	Borrows, Dials      uint64
+	DialErrors          uint64
+	Discards            uint64
+	WaitTime            time.Duration
+}
+
+// Pool is a bounded set of connections to one node as one user.
+type Pool struct {
+	opts Options
+	log  *slog.Logger
+
+	mu      sync.Mutex
+	idle    []*Conn
+	open    int // idle + borrowed + being dialled
+	waiters []chan grant
+	closed  bool
+	params  map[string]string
+
+	borrows, dials, dialErrors, discards atomic.Uint64
+	waitNanos                            atomic.Int64
+
+	stop chan struct{}
+	wg   sync.WaitGroup
+}
+
+// grant hands a waiter either a connection or the right to dial one (c == nil,
+// with open already counted for it).
+type grant struct{ c *Conn }
+
+// New creates a pool; it dials nothing until the first Borrow.
+func New(opts Options) *Pool {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Size < 1 {
+		opts.Size = 1
+	}
+	if opts.ConnectTimeout <= 0 {
+		opts.ConnectTimeout = 5 * time.Second
+	}
+	p := &Pool{opts: opts, log: opts.Logger.With("node", opts.Addr, "user", opts.User), stop: make(chan struct{})}
+	if opts.IdleTimeout > 0 || opts.MaxLifetime > 0 {
+		p.wg.Add(1)
+		go p.reap()
+	}
+	return p
+}
+
+// Addr returns the node address.
+func (p *Pool) Addr() string { return p.opts.Addr }
+
+// User returns the user this pool logs in as.
+func (p *Pool) User() string { return p.opts.User }
+
+// Borrow returns a connection for the caller's exclusive use. It waits until
+// ctx ends for one to come free.
+func (p *Pool) Borrow(ctx context.Context) (*Conn, error) {
+	p.borrows.Add(1)
+	for {
+		p.mu.Lock()
+		if p.closed {
+			p.mu.Unlock()
+			return nil, ErrClosed
+		}
+		if n := len(p.idle); n > 0 {
+			c := p.idle[n-1]
+			p.idle = p.idle[:n-1]
+			p.mu.Unlock()
+			if p.usable(c) {
+				return c, nil
+			}
+			p.closeConn(c)
+			continue
+		}
+		if p.open < p.opts.Size {
+			p.open++
+			p.mu.Unlock()
+			return p.dialCounted(ctx)
+		}
+		ch := make(chan grant, 1)
+		p.waiters = append(p.waiters, ch)
+		p.mu.Unlock()
+
+		start := time.Now()
+		select {
+		case g, ok := <-ch:
+			p.waitNanos.Add(int64(time.Since(start)))
+			if !ok {
+				return nil, ErrClosed
+			}
+			if g.c == nil {
+				return p.dialCounted(ctx)
+			}
+			if p.usable(g.c) {
+				return g.c, nil
+			}
+			p.closeConn(g.c)
+		case <-ctx.Done():
+			p.waitNanos.Add(int64(time.Since(start)))
+			p.mu.Lock()
+			for i, w := range p.waiters {
+				if w == ch {
+					p.waiters = append(p.waiters[:i], p.waiters[i+1:]...)
+					break
+				}
+			}
+			p.mu.Unlock()
+			// A grant may have raced with the timeout: pass it on.
+			select {
+			case g := <-ch:
+				if g.c != nil {
+					p.Return(g.c)
+				} else {
+					p.release()
+				}
+			default:
+			}
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				return nil, ErrTimeout
+			}
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// dialCounted dials a connection whose slot in open is already counted.
+func (p *Pool) dialCounted(ctx context.Context) (*Conn, error) {
+	c, err := p.dial(ctx)
+	if err != nil {
+		p.release()
+		return nil, err
+	}
+	return c, nil
+}
+
+// usable reports whether an idle connection may be handed out.
+func (p *Pool) usable(c *Conn) bool {
+	if p.opts.MaxLifetime > 0 && time.Since(c.created) > p.opts.MaxLifetime {
+		return false
+	}
+	// A connection idle for a while may have been closed by the server
+	// (restart, idle_session_timeout): peek without blocking.
+	if time.Since(c.returned) > time.Second {
+		if c.Reader.Buffered() > 0 {
+			return false
+		}
+		_ = c.Conn.SetReadDeadline(time.Now().Add(time.Millisecond))
+		_, err := c.Reader.Peek(1)
+		_ = c.Conn.SetReadDeadline(time.Time{})
+		var ne net.Error
+		if err == nil || !(errors.As(err, &ne) && ne.Timeout()) {
+			return false
+		}
+	}
+	return true
+}
+
+// Return hands a connection in a clean state (idle, no transaction) back.
+func (p *Pool) Return(c *Conn) {
+	if c.done {
+		return
+	}
+	c.returned = time.Now()
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		p.closeConn(c)
+		return
+	}
+	if len(p.waiters) > 0 {
+		ch := p.waiters[0]
+		p.waiters = p.waiters[1:]
+		p.mu.Unlock()
+		ch <- grant{c}
+		return
+	}
+	p.idle = append(p.idle, c)
+	p.mu.Unlock()
+}
+
+// Discard closes a connection that broke or whose state is unknown.
+func (p *Pool) Discard(c *Conn) {
+	if c.done {
+		return
+	}
+	p.discards.Add(1)
+	p.closeConn(c)
+}
+
+// closeConn closes c and frees its slot.
+func (p *Pool) closeConn(c *Conn) {
+	if c.done {
+		return
+	}
+	c.done = true
+	_ = c.Conn.Close()
+	p.release()
+}
+
+// release frees one counted slot, giving a waiter the right to dial.
+func (p *Pool) release() {
+	p.mu.Lock()
+	if len(p.waiters) > 0 && !p.closed {
+		ch := p.waiters[0]
+		p.waiters = p.waiters[1:]
+		p.mu.Unlock()
+		ch <- grant{}
+		return
+	}
+	p.open--
+	p.mu.Unlock()
+}
+
+func (p *Pool) dial(ctx context.Context) (*Conn, error) {
+	p.dials.Add(1)
+	host, port, err := net.SplitHostPort(p.opts.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("node address %q: %w", p.opts.Addr, err)
+	}
+	cfg, err := pgconn.ParseConfig("sslmode=disable")
+	if err != nil {
+		return nil, fmt.Errorf("pgconn config: %w", err)
+	}
+	var portNum uint16
+	if _, err := fmt.Sscan(port, &portNum); err != nil {
+		return nil, fmt.Errorf("node address %q: bad port", p.opts.Addr)
+	}
+	cfg.Host, cfg.Port = host, portNum
+	cfg.User, cfg.Password, cfg.Database = p.opts.User, p.opts.Password, p.opts.Database
+	cfg.Fallbacks = nil
+	cfg.RuntimeParams = map[string]string{}
+	cfg.ConnectTimeout = p.opts.ConnectTimeout
+	ctx, cancel := context.WithTimeout(ctx, p.opts.ConnectTimeout)
+	defer cancel()
+	pc, err := pgconn.ConnectConfig(ctx, cfg)
+	if err != nil {
+		p.dialErrors.Add(1)
+		return nil, fmt.Errorf("connect to %s as %s: %w", p.opts.Addr, p.opts.User, err)
+	}
+	hj, err := pc.Hijack()
+	if err != nil {
+		_ = pc.Close(context.Background())
+		p.dialErrors.Add(1)
+		return nil, fmt.Errorf("hijack connection to %s: %w", p.opts.Addr, err)
+	}
+	now := time.Now()
+	c := &Conn{
+		Conn:      hj.Conn,
+		Reader:    bufio.NewReaderSize(hj.Conn, 32<<10),
+		PID:       hj.PID,
+		SecretKey: hj.SecretKey,
+		Params:    hj.ParameterStatuses,
+		Prepared:  NewStatementCache(0),
+		pool:      p,
+		created:   now,
+		returned:  now,
+	}
+	p.mu.Lock()
+	if p.params == nil {
+		p.params = hj.ParameterStatuses
+	}
+	p.mu.Unlock()
+	p.log.Debug("server connection opened", "pid", c.PID)
+	return c, nil
+}
+
+// ServerParams returns the ParameterStatus values of this node's first
+// connection, dialling one if none was opened yet.
+func (p *Pool) ServerParams(ctx context.Context) (map[string]string, error) {
+	p.mu.Lock()
+	params := p.params
+	p.mu.Unlock()
+	if params != nil {
+		return params, nil
+	}
+	c, err := p.Borrow(ctx)
+	if err != nil {
+		return nil, err
+	}
+	p.Return(c)
+	return c.Params, nil
+}
+
+// Cancel asks the node to cancel whatever c's backend is running, and waits
+// until the node has taken the request.
+func (p *Pool) Cancel(ctx context.Context, c *Conn) error {
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "tcp", p.opts.Addr)
+	if err != nil {
+		return fmt.Errorf("dial %s for cancel: %w", p.opts.Addr, err)
+	}
+	defer conn.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		_ = conn.SetDeadline(dl)
+	}
+	msg := make([]byte, 16, 16+len(c.SecretKey))
+	putUint32(msg[0:], uint32(12+len(c.SecretKey)))
+	putUint32(msg[4:], 80877102)
+	putUint32(msg[8:], c.PID)
+	msg = append(msg[:12], c.SecretKey...)
+	if _, err := conn.Write(msg); err != nil {
+		return fmt.Errorf("send cancel to %s: %w", p.opts.Addr, err)
+	}
+	// The server closes the socket once it has signalled the backend.
+	var b [1]byte
+	_, _ = conn.Read(b[:])
+	return nil
+}
+
+func putUint32(b []byte, v uint32) {
+	b[0], b[1], b[2], b[3] = byte(v>>24), byte(v>>16), byte(v>>8), byte(v)
+}
+
+// Stats returns the pool's counters.
+func (p *Pool) Stats() Stats {
+	p.mu.Lock()
+	s := Stats{Open: p.open, Idle: len(p.idle), Waiting: len(p.waiters)}
+	p.mu.Unlock()
+	s.Borrows, s.Dials, s.DialErrors, s.Discards = p.borrows.Load(), p.dials.Load(), p.dialErrors.Load(), p.discards.Load()
+	s.WaitTime = time.Duration(p.waitNanos.Load())
+	return s
+}
+
+// Close closes idle connections and makes later Borrows fail; borrowed
+// connections are closed when they come back.
+func (p *Pool) Close() {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return
+	}
+	p.closed = true
+	idle := p.idle
+	p.idle = nil
+	waiters := p.waiters
+	p.waiters = nil
+	p.mu.Unlock()
+	close(p.stop)
+	for _, c := range idle {
+		p.closeConn(c)
+	}
+	for _, w := range waiters {
+		close(w)
+	}
+	p.wg.Wait()
+}
+
+// reap closes connections idle longer than IdleTimeout or older than
+// MaxLifetime, keeping MinIdle.
+func (p *Pool) reap() {
+	defer p.wg.Done()
+	every := time.Minute
+	for _, d := range []time.Duration{p.opts.IdleTimeout / 2, p.opts.MaxLifetime / 4} {
+		if d > 0 && d < every {
+			every = d
+		}
+	}
+	if every < 100*time.Millisecond {
+		every = 100 * time.Millisecond
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-p.stop:
+			return
+		case <-t.C:
+		}
+		var drop []*Conn
+		p.mu.Lock()
+		keep := p.idle[:0]
+		remaining := len(p.idle)
+		for _, c := range p.idle { // oldest first: Return appends
+			old := p.opts.MaxLifetime > 0 && time.Since(c.created) > p.opts.MaxLifetime
+			stale := p.opts.IdleTimeout > 0 && time.Since(c.returned) > p.opts.IdleTimeout && remaining > p.opts.MinIdle
+			if old || stale {
+				drop = append(drop, c)
+				remaining--
+			} else {
+				keep = append(keep, c)
+			}
+		}
+		p.idle = keep
+		p.mu.Unlock()
+		for _, c := range drop {
+			p.closeConn(c)
+		}
+	}
+}

@@ -1,0 +1,367 @@
+package proxy
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"crypto/tls"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/shardwire/shardwire/config"
+	"github.com/shardwire/shardwire/pool"
+)
+
+// reportedParams are the parameters Postgres reports with ParameterStatus
+// (GUC_REPORT); a client's startup values for them are echoed at login.
+var reportedParams = map[string]string{
+	"application_name": "application_name", "client_encoding": "client_encoding", "datestyle": "DateStyle",
+	"intervalstyle": "IntervalStyle", "timezone": "TimeZone", "search_path": "search_path",
+	"standard_conforming_strings": "standard_conforming_strings",
+}
+
+// Server accepts client connections and serves them.
+type Server struct {
+	cfg     *config.Config
+	log     *slog.Logger
+	auth    *authenticator
+	tlsConf *tls.Config
+
+	poolsMu sync.Mutex
+	pools   map[poolKey]*pool.Pool
+
+	sessionsMu sync.Mutex
+	sessions   map[uint32]*session
+
+	clients  atomic.Int64
+	draining atomic.Bool
+	wg       sync.WaitGroup
+	ln       net.Listener
+	metrics  counters
+
+	statements statementRegistry
+}
+
+type poolKey struct{ addr, user string }
+
+// counters are the proxy's own figures (exported as metrics by the caller).
+type counters struct {
+	accepted, rejected, borrowFailures atomic.Uint64
+}
+
+func (c *counters) borrowFailed() { c.borrowFailures.Add(1) }
+
+// New builds a server for cfg.
+func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
+	if log == nil {
+		log = slog.Default()
+	}
+	auth, err := newAuthenticator(cfg)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, log: log, auth: auth, pools: map[poolKey]*pool.Pool{}, sessions: map[uint32]*session{}}
+	if cfg.TLS != nil {
+		cert, err := tls.LoadX509KeyPair(cfg.TLS.Cert, cfg.TLS.Key)
+		if err != nil {
+			return nil, fmt.Errorf("load tls certificate: %w", err)
+		}
+		s.tlsConf = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	return s, nil
+}
+
+// Serve accepts connections on ln until Shutdown.
+func (s *Server) Serve(ln net.Listener) error {
+	s.ln = ln
+	for {
+		conn, err := ln.Accept()
+		if err != nil {
+			if s.draining.Load() || errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				time.Sleep(10 * time.Millisecond)
+				continue
+			}
+			return fmt.Errorf("accept: %w", err)
+		}
+		s.metrics.accepted.Add(1)
+		s.wg.Add(1)
+		go s.serveConn(conn)
+	}
+}
+
+// serveConn runs one client connection; a panic ends only this connection.
+func (s *Server) serveConn(conn net.Conn) {
+	defer s.wg.Done()
+	defer func() {
+		if r := recover(); r != nil {
+			s.log.Error("panic serving client; connection closed", "panic", r, "stack", string(debug.Stack()))
+			_ = conn.Close()
+		}
+	}()
+	if tc, ok := conn.(*net.TCPConn); ok {
+		_ = tc.SetNoDelay(true)
+		_ = tc.SetKeepAlive(true)
+	}
+	cc := newClientConn(conn, int(s.cfg.Limits.MaxMessageSize))
+	_ = conn.SetDeadline(time.Now().Add(s.cfg.Limits.AuthTimeout))
+	sess, err := s.handshake(cc)
+	if err != nil {
+		if ce := asClientError(err); ce != nil {
+			_ = cc.send(appendError(nil, "FATAL", ce.code, ce.msg))
+		}
+		s.log.Debug("client handshake ended", "remote", conn.RemoteAddr().String(), "err", err)
+		_ = cc.Close()
+		return
+	}
+	if sess == nil { // a cancel request
+		_ = cc.Close()
+		return
+	}
+	_ = cc.Conn.SetDeadline(time.Time{})
+	if s.draining.Load() {
+		sess.sendFatal(&clientError{fatal: true, code: codeAdminShutdown, msg: "shardwire is shutting down"})
+		sess.close()
+		return
+	}
+	sess.log.Debug("client connected")
+	sess.run()
+	sess.log.Debug("client disconnected", "duration", time.Since(sess.started))
+}
+
+// handshake runs startup and authentication; it returns nil, nil for a
+// cancel request, which it has handled.
+func (s *Server) handshake(cc *clientConn) (*session, error) {
+	req, err := readStartup(cc, s.tlsConf)
+	if err != nil {
+		return nil, err
+	}
+	if req.cancel {
+		s.cancel(req.cancelPID, req.cancelKey)
+		return nil, nil
+	}
+	if _, repl := req.params["replication"]; repl && req.params["replication"] != "false" && req.params["replication"] != "off" && req.params["replication"] != "0" {
+		return nil, &clientError{fatal: true, code: codeFeatureNotSupported, msg: "replication connections are not supported by shardwire"}
+	}
+	userName := req.params["user"]
+	if userName == "" {
+		return nil, &clientError{fatal: true, code: codeInvalidAuthSpec, msg: "no PostgreSQL user name specified in startup packet"}
+	}
+	db := req.params["database"]
+	if db == "" {
+		db = userName
+	}
+	if n := s.clients.Add(1); n > int64(s.cfg.Pool.MaxClients) {
+		s.clients.Add(-1)
+		s.metrics.rejected.Add(1)
+		return nil, &clientError{fatal: true, code: codeTooManyConnections, msg: "sorry, too many clients already (pool.max_clients)"}
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			s.clients.Add(-1)
+		}
+	}()
+	if neg := req.negotiation(); neg != nil {
+		if err := cc.send(neg); err != nil {
+			return nil, err
+		}
+	}
+	user, err := s.auth.authenticate(cc, userName)
+	if err != nil {
+		if errors.Is(err, errAuthFailed) {
+			s.log.Info("authentication failed", "user", userName, "remote", cc.RemoteAddr().String())
+			return nil, &clientError{fatal: true, code: codeInvalidPassword, msg: fmt.Sprintf("password authentication failed for user %q", userName)}
+		}
+		return nil, err
+	}
+	if db != s.cfg.Database {
+		return nil, &clientError{fatal: true, code: codeInvalidCatalog, msg: fmt.Sprintf("database %q does not exist", db)}
+	}
+	params, err := newSessionParams(req.params)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	sess := &session{
+		srv: s, client: cc, user: user, txnMode: s.cfg.Pool.Mode == "transaction",
+		ctx: ctx, cancel: cancel, started: time.Now(), addr: cc.RemoteAddr().String(),
+		stmts: map[string]*preparedStmt{}, params: params, seen: map[string]string{}, txStatus: 'I',
+	}
+	sess.startupParams = params.clone()
+	sess.cond = sync.NewCond(&sess.mu)
+	if req.effectiveMinor() >= 2 {
+		sess.secret = make([]byte, 32)
+	} else {
+		sess.secret = make([]byte, 4)
+	}
+	_, _ = rand.Read(sess.secret)
+	s.register(sess)
+	sess.log = s.log.With("client", sess.pid, "user", user.Name, "remote", sess.addr)
+
+	// Parameters as a server would report them, with the client's own values.
+	p, err := s.poolFor(sess)
+	if err != nil {
+		s.unregister(sess)
+		return nil, err
+	}
+	pctx, pcancel := context.WithTimeout(ctx, s.cfg.Pool.AcquireTimeout)
+	serverParams, err := p.ServerParams(pctx)
+	pcancel()
+	if err != nil {
+		s.unregister(sess)
+		return nil, &clientError{fatal: true, code: codeConnectionFailure, msg: fmt.Sprintf("could not connect to the database server: %v", err)}
+	}
+	out := appendAuth(nil, authOK, nil)
+	for k, v := range serverParams {
+		sess.seen[k] = v
+	}
+	for k, v := range req.params {
+		if name, ok := reportedParams[k]; ok {
+			sess.seen[name] = v
+		}
+	}
+	for k, v := range sess.seen {
+		out = appendParameterStatus(out, k, v)
+	}
+	out = appendBackendKeyData(out, sess.pid, sess.secret)
+	out = appendReady(out, 'I')
+	if err := cc.send(out); err != nil {
+		s.unregister(sess)
+		return nil, err
+	}
+	ok = true
+	return sess, nil
+}
+
+func (s *Server) register(sess *session) {
+	s.sessionsMu.Lock()
+	defer s.sessionsMu.Unlock()
+	for {
+		var b [4]byte
+		_, _ = rand.Read(b[:])
+		pid := binary.BigEndian.Uint32(b[:]) & 0x7fffffff
+		if _, taken := s.sessions[pid]; !taken && pid != 0 {
+			sess.pid = pid
+			s.sessions[pid] = sess
+			return
+		}
+	}
+}
+
+func (s *Server) unregister(sess *session) {
+	s.sessionsMu.Lock()
+	if s.sessions[sess.pid] == sess {
+		delete(s.sessions, sess.pid)
+		s.clients.Add(-1)
+	}
+	s.sessionsMu.Unlock()
+}
+
+// cancel handles a CancelRequest: the key must match exactly.
+func (s *Server) cancel(pid uint32, key []byte) {
+	s.sessionsMu.Lock()
+	sess := s.sessions[pid]
+	s.sessionsMu.Unlock()
+	if sess == nil || subtle.ConstantTimeCompare(sess.secret, key) != 1 {
+		s.log.Debug("cancel request for unknown client ignored")
+		return
+	}
+	sess.cancelRequest()
+}
+
+// poolFor returns the pool a session's next transaction uses. Routing and
+// sharding decide this per statement in later stages; for now every query
+// goes to the default shard's primary.
+func (s *Server) poolFor(sess *session) (*pool.Pool, error) {
+	sh, ok := s.cfg.Shard(s.cfg.DefaultShardName())
+	if !ok {
+		return nil, &clientError{code: codeInternalError, msg: "no default shard configured"}
+	}
+	return s.pool(sh.Primary, sess.user), nil
+}
+
+func (s *Server) pool(addr string, user config.User) *pool.Pool {
+	key := poolKey{addr, user.Name}
+	s.poolsMu.Lock()
+	defer s.poolsMu.Unlock()
+	p := s.pools[key]
+	if p == nil {
+		pc := s.cfg.Pool
+		p = pool.New(pool.Options{
+			Addr: addr, User: user.Name, Password: user.ServerPassword, Database: s.cfg.Database,
+			Size: pc.Size, MinIdle: pc.MinIdle, IdleTimeout: pc.IdleTimeout, MaxLifetime: pc.MaxLifetime,
+			ConnectTimeout: pc.ConnectTimeout, Logger: s.log,
+		})
+		s.pools[key] = p
+	}
+	return p
+}
+
+// PoolStats returns each pool's counters, keyed by node and user.
+func (s *Server) PoolStats() map[[2]string]pool.Stats {
+	s.poolsMu.Lock()
+	defer s.poolsMu.Unlock()
+	out := make(map[[2]string]pool.Stats, len(s.pools))
+	for k, p := range s.pools {
+		out[[2]string{k.addr, k.user}] = p.Stats()
+	}
+	return out
+}
+
+// Clients returns the number of connected clients.
+func (s *Server) Clients() int64 { return s.clients.Load() }
+
+// Shutdown stops accepting, lets open transactions finish, and closes every
+// client between transactions; after ctx ends it closes the rest.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.draining.Store(true)
+	if s.ln != nil {
+		_ = s.ln.Close()
+	}
+	// Wake clients idle between transactions; busy ones are woken when
+	// their server connection is released.
+	s.sessionsMu.Lock()
+	for _, sess := range s.sessions {
+		sess.mu.Lock()
+		idle := sess.server == nil
+		sess.mu.Unlock()
+		if idle {
+			_ = sess.client.SetReadDeadline(time.Now())
+		}
+	}
+	s.sessionsMu.Unlock()
+	done := make(chan struct{})
+	go func() {
+		s.wg.Wait()
+		close(done)
+	}()
+	var err error
+	select {
+	case <-done:
+	case <-ctx.Done():
+		err = fmt.Errorf("shutdown timed out with %d clients: closing them", s.clients.Load())
+		s.sessionsMu.Lock()
+		for _, sess := range s.sessions {
+			_ = sess.client.Close()
+		}
+		s.sessionsMu.Unlock()
+		<-done
+	}
+	s.poolsMu.Lock()
+	for _, p := range s.pools {
+		p.Close()
+	}
+	s.poolsMu.Unlock()
+	return err
+}

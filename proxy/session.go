@@ -1,0 +1,1047 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/shardwire/shardwire/config"
+	"github.com/shardwire/shardwire/pool"
+)
+
+// slotKind says what reply a forwarded (or synthesised) message expects.
+type slotKind uint8
+
+const (
+	slotParse      slotKind = iota // ParseComplete
+	slotBind                       // BindComplete
+	slotDescribe                   // RowDescription or NoData (after ParameterDescription)
+	slotExecute                    // CommandComplete, EmptyQueryResponse or PortalSuspended
+	slotClose                      // CloseComplete
+	slotSync                       // ReadyForQuery
+	slotQuery                      // everything up to ReadyForQuery
+	slotFunction                   // FunctionCallResponse, ReadyForQuery
+	slotSynthetic                  // bytes shardwire answers itself, in order
+	slotInjectParse                // our own Parse: swallow ParseComplete
+	slotInjectClose                // our own Close: swallow CloseComplete
+	slotInjectQuery                // our own state query: swallow up to ReadyForQuery
+)
+
+// slot is one expected reply, in the order the server will send them.
+type slot struct {
+	kind slotKind
+	data []byte // slotSynthetic: what to send
+	// Parse slots: the client statement name and statement, forgotten if
+	// the Parse fails or is skipped after an earlier error.
+	name    string
+	stmt    *preparedStmt
+	effects *queryEffects // slotQuery, slotExecute
+	failed  bool
+}
+
+func (k slotKind) injected() bool {
+	return k == slotInjectParse || k == slotInjectClose || k == slotInjectQuery
+}
+
+// session is one client connection. Its goroutine (run) reads the client and
+// writes to the attached server; while a server connection is attached a
+// second goroutine (serverLoop) reads the server and writes to the client.
+// State both touch is guarded by mu; socket I/O never happens under mu, so a
+// slow peer cannot stall the other direction.
+type session struct {
+	srv     *Server
+	client  *clientConn
+	log     *slog.Logger
+	user    config.User
+	pid     uint32
+	secret  []byte
+	txnMode bool
+	ctx     context.Context
+	cancel  context.CancelFunc
+	started time.Time
+	addr    string
+
+	mu       sync.Mutex
+	cond     *sync.Cond // signalled when cancelling drops to 0
+	out      []byte     // bytes for the client, not yet written
+	spare    []byte
+	server   *pool.Conn
+	pool     *pool.Pool
+	bDone    chan struct{}
+	slots    []slot
+	head     int
+	txStatus byte
+	pinned   string
+	closing  bool
+	// stmts maps client statement names to statements.
+	stmts           map[string]*preparedStmt
+	unnamed         []byte // the client's last unnamed Parse frame
+	unnamedEffects  queryEffects
+	unnamedOnServer bool // the attached server holds the client's unnamed statement
+	portalEffects   map[string]*queryEffects
+	params          sessionParams
+	startupParams   sessionParams
+	seen            map[string]string // ParameterStatus values the client has seen
+	cycleEffects    []*queryEffects   // committed by the next ReadyForQuery
+	txnEffects      []*queryEffects   // waiting for COMMIT
+	lastTag         string
+	injectFailed    string
+	cancelling      int
+
+	writeMu sync.Mutex // serialises writes to the client socket
+
+	// Owned by the client goroutine.
+	srvOut     []byte
+	clientSkip bool // a locally raised error: ignore messages until Sync
+}
+
+// run serves the client until it leaves or the proxy shuts it down.
+func (s *session) run() {
+	defer s.close()
+	for {
+		typ, body, err := s.client.read()
+		if err != nil {
+			s.readFailed(err)
+			return
+		}
+		if err := s.handle(typ, body); err != nil {
+			if ce := asClientError(err); ce != nil {
+				s.sendFatal(ce)
+			} else if !errors.Is(err, errClientGone) {
+				s.log.Warn("closing client", "err", err)
+			}
+			return
+		}
+		if s.client.r.Buffered() == 0 || len(s.srvOut) > 64<<10 {
+			s.flushServer()
+		}
+		if s.client.r.Buffered() == 0 {
+			if err := s.flushClient(); err != nil {
+				return
+			}
+		}
+	}
+}
+
+var errClientGone = errors.New("client went away")
+
+func (s *session) readFailed(err error) {
+	var ne net.Error
+	if s.srv.draining.Load() && errors.As(err, &ne) && ne.Timeout() {
+		s.sendFatal(&clientError{fatal: true, code: codeAdminShutdown, msg: "terminating connection: shardwire is shutting down"})
+		return
+	}
+	if errors.As(err, &ne) && ne.Timeout() && s.srv.cfg.Limits.ClientIdleTimeout > 0 {
+		s.sendFatal(&clientError{fatal: true, code: "57P05", msg: "terminating connection due to idle timeout"})
+		return
+	}
+	if ce := asClientError(err); ce != nil {
+		s.sendFatal(ce)
+		return
+	}
+	if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && !errors.Is(err, io.ErrUnexpectedEOF) {
+		s.log.Debug("client read failed", "err", err)
+	}
+}
+
+// sendFatal reports an error to the client before the connection closes.
+func (s *session) sendFatal(ce *clientError) {
+	s.mu.Lock()
+	s.out = appendError(s.out, "FATAL", ce.code, ce.msg)
+	s.mu.Unlock()
+	_ = s.flushClient()
+}
+
+// handle processes one client message.
+func (s *session) handle(typ byte, body []byte) error {
+	if s.clientSkip && typ != 'S' && typ != 'X' {
+		return nil
+	}
+	switch typ {
+	case 'Q':
+		return s.handleQuery(typ, body)
+	case 'P':
+		return s.handleParse(body)
+	case 'B':
+		return s.handleBind(body)
+	case 'D':
+		return s.handleDescribe(body)
+	case 'E':
+		return s.forward(slotExecute, typ, body, s.portalEffect(body))
+	case 'C':
+		return s.handleClose(body)
+	case 'S':
+		return s.handleSync()
+	case 'H':
+		if s.attached() {
+			s.srvOut = appendFrame(s.srvOut, typ, body)
+			s.flushServer()
+		}
+		return s.flushClient()
+	case 'F':
+		return s.forward(slotFunction, typ, body, nil)
+	case 'd', 'c', 'f':
+		// COPY data: meaningful only while a COPY runs, which keeps the
+		// server attached; Postgres ignores it otherwise, and so do we.
+		if s.attached() {
+			s.srvOut = appendFrame(s.srvOut, typ, body)
+		}
+		return nil
+	case 'X':
+		return errClientGone
+	default:
+		return protocolError(fmt.Sprintf("invalid frontend message type %d", typ))
+	}
+}
+
+func (s *session) attached() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.server != nil
+}
+
+// lockAttached makes sure a server connection is attached and returns with
+// mu held, so the caller's slots are queued before the relay goroutine can
+// release the connection. On error mu is not held.
+func (s *session) lockAttached() error {
+	s.mu.Lock()
+	if s.server != nil {
+		return nil
+	}
+	s.mu.Unlock()
+	p, err := s.srv.poolFor(s)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, s.srv.cfg.Pool.AcquireTimeout)
+	c, err := p.Borrow(ctx)
+	cancel()
+	if err != nil {
+		s.srv.metrics.borrowFailed()
+		if errors.Is(err, pool.ErrTimeout) {
+			return &clientError{code: codeTooManyConnections, msg: fmt.Sprintf(
+				"no server connection to %s came free within pool.acquire_timeout (%s)", p.Addr(), s.srv.cfg.Pool.AcquireTimeout)}
+		}
+		return &clientError{code: codeConnectionFailure, msg: fmt.Sprintf("could not get a server connection: %v", err)}
+	}
+	c.Prepared.SetMax(s.srv.cfg.Pool.PreparedStatementsCache)
+	s.mu.Lock()
+	s.server, s.pool = c, p
+	s.unnamedOnServer = false
+	s.bDone = make(chan struct{})
+	if c.StateFingerprint != s.params.fp {
+		s.push(slot{kind: slotInjectQuery})
+		s.srvOut = appendQuery(s.srvOut, s.params.applySQL())
+		c.StateFingerprint = s.params.fp
+	}
+	go s.serverLoop(c, p, s.bDone)
+	return nil
+}
+
+// push appends an expected reply; mu must be held.
+func (s *session) push(sl slot) {
+	s.slots = append(s.slots, sl)
+}
+
+func (s *session) queueEmpty() bool { return s.head == len(s.slots) }
+
+func (s *session) pop() {
+	s.slots[s.head] = slot{}
+	s.head++
+	if s.head == len(s.slots) {
+		s.slots = s.slots[:0]
+		s.head = 0
+	}
+}
+
+// forward sends a client message that needs a server.
+func (s *session) forward(kind slotKind, typ byte, body []byte, eff *queryEffects) error {
+	if err := s.lockAttached(); err != nil {
+		return s.localError(err)
+	}
+	s.push(slot{kind: kind, effects: eff})
+	s.mu.Unlock()
+	s.srvOut = appendFrame(s.srvOut, typ, body)
+	return nil
+}
+
+// localError reports an error shardwire raises itself for the current
+// message. Fatal errors close the session; others follow the protocol: the
+// client's messages up to Sync are ignored (extended protocol), or a
+// ReadyForQuery follows at once (simple Query).
+func (s *session) localError(err error) error {
+	ce := asClientError(err)
+	if ce == nil {
+		return err
+	}
+	if ce.fatal {
+		return ce
+	}
+	s.mu.Lock()
+	msg := appendError(nil, "ERROR", ce.code, ce.msg)
+	if s.server != nil {
+		s.push(slot{kind: slotSynthetic, data: msg})
+	} else {
+		s.out = append(s.out, msg...)
+	}
+	s.mu.Unlock()
+	s.clientSkip = true
+	return nil
+}
+
+func (s *session) handleQuery(typ byte, body []byte) error {
+	if len(body) == 0 || body[len(body)-1] != 0 {
+		return protocolError("malformed Query message")
+	}
+	sql := body[:len(body)-1]
+	eff := analyzeQuery(string(sql))
+	if eff != nil && eff.pin != "" {
+		s.pin(eff.pin)
+	}
+	if err := s.lockAttached(); err != nil {
+		if lerr := s.localError(err); lerr != nil {
+			return lerr
+		}
+		// A simple Query ends with ReadyForQuery even when it failed.
+		s.clientSkip = false
+		s.mu.Lock()
+		s.out = appendReady(s.out, s.idleStatus())
+		s.mu.Unlock()
+		return nil
+	}
+	s.push(slot{kind: slotQuery, effects: eff})
+	s.mu.Unlock()
+	s.srvOut = appendFrame(s.srvOut, typ, body)
+	return nil
+}
+
+// idleStatus is the transaction status to report with no server attached.
+func (s *session) idleStatus() byte {
+	if s.txStatus == 0 {
+		return 'I'
+	}
+	return s.txStatus
+}
+
+// pin keeps the server connection for the rest of the session.
+func (s *session) pin(reason string) {
+	if !s.txnMode {
+		return
+	}
+	s.mu.Lock()
+	if s.pinned == "" {
+		s.pinned = reason
+		s.log.Info("client pinned to its server connection", "reason", reason)
+	}
+	s.mu.Unlock()
+}
+
+func (s *session) handleParse(body []byte) error {
+	name, query, rest, ok := parseParseBody(body)
+	if !ok {
+		return protocolError("malformed Parse message")
+	}
+	if len(name) == 0 {
+		eff := analyzeQuery(string(query))
+		if eff != nil && eff.pin != "" {
+			s.pin(eff.pin)
+		}
+		if err := s.lockAttached(); err != nil {
+			return s.localError(err)
+		}
+		s.unnamed = appendFrame(s.unnamed[:0], 'P', body)
+		s.unnamedEffects = queryEffects{}
+		if eff != nil {
+			s.unnamedEffects = *eff
+		}
+		s.unnamedOnServer = true
+		s.push(slot{kind: slotParse})
+		s.mu.Unlock()
+		s.srvOut = append(s.srvOut, s.unnamed...)
+		return nil
+	}
+	s.mu.Lock()
+	_, exists := s.stmts[string(name)]
+	s.mu.Unlock()
+	if exists {
+		return s.localError(&clientError{code: codeDuplicatePStatement, msg: fmt.Sprintf("prepared statement %q already exists", name)})
+	}
+	st := newPreparedStmt(query, rest)
+	if st.effects.pin != "" {
+		s.pin(st.effects.pin)
+	}
+	s.mu.Lock()
+	if s.server == nil && s.srv.statements.known(st.key) {
+		// Some server accepted this exact statement before: answer without
+		// borrowing, and prepare it lazily where it is bound. A client
+		// that prepares outside a transaction (pgbench -M prepared) then
+		// cannot starve while others hold every server connection.
+		s.stmts[string(name)] = st
+		s.out = append(s.out, msgParseComplete...)
+		s.mu.Unlock()
+		return nil
+	}
+	s.mu.Unlock()
+	if err := s.lockAttached(); err != nil {
+		return s.localError(err)
+	}
+	s.stmts[string(name)] = st
+	if s.server.Prepared.Has(st.global, st.key) {
+		s.push(slot{kind: slotSynthetic, data: msgParseComplete, name: string(name), stmt: st})
+		s.mu.Unlock()
+		return nil
+	}
+	s.prepareOnServer(st, slotParse, string(name))
+	s.mu.Unlock()
+	return nil
+}
+
+// prepareOnServer sends st's Parse to the attached server, closing what the
+// server's statement cache evicts; mu must be held.
+func (s *session) prepareOnServer(st *preparedStmt, kind slotKind, clientName string) {
+	if s.server.Prepared.Contains(st.global) {
+		// Same name, other text: a hash collision. Replace it.
+		s.server.Prepared.Remove(st.global)
+		s.push(slot{kind: slotInjectClose})
+		s.srvOut = appendCloseStatement(s.srvOut, st.global)
+	}
+	for _, ev := range s.server.Prepared.Add(st.global, st.key) {
+		s.push(slot{kind: slotInjectClose})
+		s.srvOut = appendCloseStatement(s.srvOut, ev)
+	}
+	s.push(slot{kind: kind, name: clientName, stmt: st})
+	s.srvOut = append(s.srvOut, st.parse...)
+}
+
+// lockStmt resolves a client statement name and makes sure the attached
+// server holds it. It returns with mu held on success.
+func (s *session) lockStmt(name []byte) (*preparedStmt, error) {
+	s.mu.Lock()
+	st := s.stmts[string(name)]
+	s.mu.Unlock()
+	if st == nil {
+		return nil, &clientError{code: codeUndefinedPStatement, msg: fmt.Sprintf("prepared statement %q does not exist", name)}
+	}
+	if err := s.lockAttached(); err != nil {
+		return nil, err
+	}
+	if !s.server.Prepared.Has(st.global, st.key) {
+		s.prepareOnServer(st, slotInjectParse, "")
+	}
+	return st, nil
+}
+
+// ensureUnnamedLocked re-sends the client's unnamed statement to a server
+// connection that does not hold it (it was parsed on another one).
+func (s *session) ensureUnnamedLocked() {
+	if !s.unnamedOnServer && s.unnamed != nil {
+		s.push(slot{kind: slotInjectParse})
+		s.srvOut = append(s.srvOut, s.unnamed...)
+		s.unnamedOnServer = true
+	}
+}
+
+func (s *session) handleBind(body []byte) error {
+	portal, r1, ok := cstring(body)
+	if !ok {
+		return protocolError("malformed Bind message")
+	}
+	name, rest, ok := cstring(r1)
+	if !ok {
+		return protocolError("malformed Bind message")
+	}
+	var eff *queryEffects
+	if len(name) == 0 {
+		if err := s.lockAttached(); err != nil {
+			return s.localError(err)
+		}
+		s.ensureUnnamedLocked()
+		if !s.unnamedEffects.empty() {
+			e := s.unnamedEffects
+			eff = &e
+		}
+		s.push(slot{kind: slotBind})
+		s.mu.Unlock()
+		s.setPortalEffect(portal, eff)
+		s.srvOut = appendFrame(s.srvOut, 'B', body)
+		return nil
+	}
+	st, err := s.lockStmt(name)
+	if err != nil {
+		return s.localError(err)
+	}
+	s.push(slot{kind: slotBind})
+	s.mu.Unlock()
+	if !st.effects.empty() {
+		eff = &st.effects
+	}
+	s.setPortalEffect(portal, eff)
+	var start int
+	s.srvOut, start = beginFrame(s.srvOut, 'B')
+	s.srvOut = append(s.srvOut, portal...)
+	s.srvOut = append(s.srvOut, 0)
+	s.srvOut = append(s.srvOut, st.global...)
+	s.srvOut = append(s.srvOut, 0)
+	s.srvOut = append(s.srvOut, rest...)
+	s.srvOut = finishFrame(s.srvOut, start)
+	return nil
+}
+
+func (s *session) setPortalEffect(portal []byte, eff *queryEffects) {
+	if eff == nil && len(s.portalEffects) == 0 {
+		return
+	}
+	if s.portalEffects == nil {
+		s.portalEffects = map[string]*queryEffects{}
+	}
+	if eff == nil {
+		delete(s.portalEffects, string(portal))
+	} else {
+		s.portalEffects[string(portal)] = eff
+	}
+}
+
+func (s *session) portalEffect(execBody []byte) *queryEffects {
+	if len(s.portalEffects) == 0 {
+		return nil
+	}
+	portal, _, _ := cstring(execBody)
+	return s.portalEffects[string(portal)]
+}
+
+func (s *session) handleDescribe(body []byte) error {
+	if len(body) < 2 {
+		return protocolError("malformed Describe message")
+	}
+	name, _, ok := cstring(body[1:])
+	if !ok {
+		return protocolError("malformed Describe message")
+	}
+	switch body[0] {
+	case 'P':
+		return s.forward(slotDescribe, 'D', body, nil)
+	case 'S':
+		if len(name) == 0 {
+			if err := s.lockAttached(); err != nil {
+				return s.localError(err)
+			}
+			s.ensureUnnamedLocked()
+			s.push(slot{kind: slotDescribe})
+			s.mu.Unlock()
+			s.srvOut = appendFrame(s.srvOut, 'D', body)
+			return nil
+		}
+		st, err := s.lockStmt(name)
+		if err != nil {
+			return s.localError(err)
+		}
+		s.push(slot{kind: slotDescribe})
+		s.mu.Unlock()
+		var start int
+		s.srvOut, start = beginFrame(s.srvOut, 'D')
+		s.srvOut = append(s.srvOut, 'S')
+		s.srvOut = append(s.srvOut, st.global...)
+		s.srvOut = append(s.srvOut, 0)
+		s.srvOut = finishFrame(s.srvOut, start)
+		return nil
+	default:
+		return protocolError(fmt.Sprintf("invalid DESCRIBE message subtype %d", body[0]))
+	}
+}
+
+func (s *session) handleClose(body []byte) error {
+	if len(body) < 2 {
+		return protocolError("malformed Close message")
+	}
+	name, _, ok := cstring(body[1:])
+	if !ok {
+		return protocolError("malformed Close message")
+	}
+	switch body[0] {
+	case 'S':
+		// Statements live on under their global names for other clients;
+		// the client's Close is answered here.
+		s.mu.Lock()
+		if len(name) == 0 {
+			s.unnamed = s.unnamed[:0]
+			s.unnamed = nil
+		} else {
+			delete(s.stmts, string(name))
+		}
+		s.respondLocked(msgCloseComplete)
+		s.mu.Unlock()
+		return nil
+	case 'P':
+		s.mu.Lock()
+		if s.server == nil {
+			// Portals die with their transaction: nothing to close.
+			s.respondLocked(msgCloseComplete)
+			s.mu.Unlock()
+			return nil
+		}
+		s.mu.Unlock()
+		return s.forward(slotClose, 'C', body, nil)
+	default:
+		return protocolError(fmt.Sprintf("invalid CLOSE message subtype %d", body[0]))
+	}
+}
+
+// respondLocked answers the client in order with everything pending.
+func (s *session) respondLocked(msg []byte) {
+	if s.server != nil {
+		s.push(slot{kind: slotSynthetic, data: msg})
+	} else {
+		s.out = append(s.out, msg...)
+	}
+}
+
+func (s *session) handleSync() error {
+	s.clientSkip = false
+	s.mu.Lock()
+	if s.server == nil {
+		s.out = appendReady(s.out, s.idleStatus())
+		s.mu.Unlock()
+		return nil
+	}
+	s.push(slot{kind: slotSync})
+	s.mu.Unlock()
+	s.srvOut = append(s.srvOut, 'S', 0, 0, 0, 4)
+	return nil
+}
+
+// flushServer writes pending client messages to the attached server.
+func (s *session) flushServer() {
+	if len(s.srvOut) == 0 {
+		return
+	}
+	s.mu.Lock()
+	c := s.server
+	s.mu.Unlock()
+	if c != nil {
+		if _, err := c.Write(s.srvOut); err != nil {
+			// The server loop sees the broken connection and reports it.
+			_ = c.Close()
+		}
+	}
+	if cap(s.srvOut) > 256<<10 {
+		s.srvOut = nil
+	} else {
+		s.srvOut = s.srvOut[:0]
+	}
+}
+
+// flushClient writes what is pending for the client, in order.
+func (s *session) flushClient() error {
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	s.mu.Lock()
+	buf := s.out
+	s.out = s.spare[:0]
+	s.spare = nil
+	s.mu.Unlock()
+	if len(buf) == 0 {
+		s.mu.Lock()
+		s.spare = buf
+		s.mu.Unlock()
+		return nil
+	}
+	_, err := s.client.Write(buf)
+	if cap(buf) > 256<<10 {
+		buf = nil
+	}
+	s.mu.Lock()
+	s.spare = buf[:0]
+	s.mu.Unlock()
+	if err != nil {
+		_ = s.client.Close()
+		return errClientGone
+	}
+	return nil
+}
+
+// serverLoop relays one attached server connection's replies until it is
+// released, lost, or the session ends.
+func (s *session) serverLoop(c *pool.Conn, p *pool.Pool, done chan struct{}) {
+	defer close(done)
+	fr := frameReader{r: c.Reader, max: 1 << 30}
+	for {
+		typ, body, err := fr.next()
+		if err != nil {
+			s.serverLost(c, p, err)
+			return
+		}
+		s.mu.Lock()
+		maybeRelease := s.onServerMessage(typ, body)
+		flush := maybeRelease || c.Reader.Buffered() == 0 || len(s.out) > 64<<10
+		fatal := s.injectFailed
+		s.mu.Unlock()
+		if fatal != "" {
+			// The connection's state is unknown: it goes, and so does the
+			// client, as Postgres would end a session whose startup
+			// parameters it rejects.
+			s.mu.Lock()
+			s.out = appendError(s.out, "FATAL", codeConnectionException, "could not apply session state on a server connection: "+fatal)
+			s.server, s.pool = nil, nil
+			s.slots, s.head = s.slots[:0], 0
+			s.mu.Unlock()
+			p.Discard(c)
+			_ = s.flushClient()
+			_ = s.client.Close()
+			return
+		}
+		if flush {
+			if err := s.flushClient(); err != nil {
+				return // run() notices the closed client and cleans up
+			}
+		}
+		if maybeRelease && s.tryRelease(c, p) {
+			return
+		}
+	}
+}
+
+// tryRelease hands the server connection back if the session is between
+// transactions with nothing in flight.
+func (s *session) tryRelease(c *pool.Conn, p *pool.Pool) bool {
+	s.mu.Lock()
+	for s.cancelling > 0 {
+		// A cancel request is on its way to this backend: keep it until
+		// delivered, so it cannot hit another client's query.
+		s.cond.Wait()
+	}
+	if s.server != c || !s.queueEmpty() || s.txStatus != 'I' || s.pinned != "" || !s.txnMode || s.closing {
+		s.mu.Unlock()
+		return false
+	}
+	s.server, s.pool = nil, nil
+	s.unnamedOnServer = false
+	s.mu.Unlock()
+	p.Return(c)
+	if s.srv.draining.Load() {
+		// Between transactions: wake run() so it can say goodbye.
+		_ = s.client.SetReadDeadline(time.Now())
+	}
+	return true
+}
+
+// serverLost reports a broken server connection to the client.
+func (s *session) serverLost(c *pool.Conn, p *pool.Pool, err error) {
+	s.mu.Lock()
+	if s.closing || s.server != c {
+		s.mu.Unlock()
+		return
+	}
+	s.log.Warn("server connection lost", "node", c.Addr(), "err", err)
+	busy := !s.queueEmpty() || s.txStatus != 'I'
+	fatal := !s.txnMode || s.pinned != ""
+	if busy || fatal {
+		sev := "ERROR"
+		if fatal {
+			sev = "FATAL"
+		}
+		s.out = appendError(s.out, sev, codeConnectionFailure, fmt.Sprintf("server connection to %s was lost: %v", c.Addr(), err))
+	}
+	// Every pending Sync or Query still gets its ReadyForQuery.
+	for i := s.head; i < len(s.slots); i++ {
+		switch s.slots[i].kind {
+		case slotSync, slotQuery, slotFunction:
+			s.out = appendReady(s.out, 'I')
+		}
+		s.forgetSlot(&s.slots[i])
+	}
+	s.slots, s.head = s.slots[:0], 0
+	s.server, s.pool = nil, nil
+	s.txStatus = 'I'
+	s.txnEffects, s.cycleEffects = nil, nil
+	s.mu.Unlock()
+	p.Discard(c)
+	_ = s.flushClient()
+	if fatal {
+		_ = s.client.Close()
+	}
+}
+
+// onServerMessage relays one server message; mu is held. It reports whether
+// the server connection may now be released.
+func (s *session) onServerMessage(typ byte, body []byte) bool {
+	switch typ {
+	case 'S': // ParameterStatus: pass on what the client has not seen.
+		name, rest, ok := cstring(body)
+		if !ok {
+			return false
+		}
+		val, _, _ := cstring(rest)
+		if s.seen[string(name)] != string(val) {
+			s.seen[string(name)] = string(val)
+			s.out = appendFrame(s.out, typ, body)
+		}
+		return false
+	case 'A': // NotificationResponse
+		s.out = appendFrame(s.out, typ, body)
+		return false
+	case 'N': // NoticeResponse: ours are not the client's business.
+		if !s.queueEmpty() && s.slots[s.head].kind.injected() {
+			return false
+		}
+		s.out = appendFrame(s.out, typ, body)
+		return false
+	}
+	s.emitSynthetic()
+	if s.queueEmpty() {
+		// Unsolicited (a FATAL before the server closes): pass it on.
+		s.out = appendFrame(s.out, typ, body)
+		return false
+	}
+	sl := &s.slots[s.head]
+	inject := sl.kind.injected()
+	if !inject {
+		s.out = appendFrame(s.out, typ, body)
+	}
+	switch typ {
+	case 'E':
+		switch sl.kind {
+		case slotQuery, slotFunction, slotSync:
+			sl.failed = true
+		case slotInjectQuery:
+			_, msg := errorFields(body)
+			s.injectFailed = msg
+		default:
+			if inject {
+				// Our own Parse failed: the client must hear why.
+				s.out = appendFrame(s.out, typ, body)
+			}
+			s.forgetSlot(sl)
+			s.pop()
+			s.skipToSync()
+		}
+	case 'Z':
+		if len(body) != 1 {
+			return false
+		}
+		s.txStatus = body[0]
+		switch sl.kind {
+		case slotSync, slotQuery, slotFunction:
+			if sl.kind == slotQuery && !sl.failed && sl.effects != nil {
+				s.cycleEffects = append(s.cycleEffects, sl.effects)
+			}
+			s.commitEffects(body[0])
+		}
+		s.pop()
+		s.emitSynthetic()
+		return s.queueEmpty() && s.txStatus == 'I'
+	case '1':
+		if sl.kind == slotParse || sl.kind == slotInjectParse {
+			if sl.stmt != nil {
+				s.srv.statements.add(sl.stmt.key)
+			}
+			s.pop()
+		}
+	case '2':
+		if sl.kind == slotBind {
+			s.pop()
+		}
+	case '3':
+		if sl.kind == slotClose || sl.kind == slotInjectClose {
+			s.pop()
+		}
+	case 'T', 'n':
+		if sl.kind == slotDescribe {
+			s.pop()
+		}
+	case 'C':
+		tag, _, _ := cstring(body)
+		s.lastTag = string(tag)
+		if sl.kind == slotExecute {
+			if sl.effects != nil {
+				s.cycleEffects = append(s.cycleEffects, sl.effects)
+			}
+			s.pop()
+		}
+	case 'I', 's':
+		if sl.kind == slotExecute {
+			s.pop()
+		}
+	}
+	return false
+}
+
+// emitSynthetic sends the answers shardwire gives itself once they are due.
+func (s *session) emitSynthetic() {
+	for !s.queueEmpty() && s.slots[s.head].kind == slotSynthetic {
+		s.out = append(s.out, s.slots[s.head].data...)
+		s.pop()
+	}
+}
+
+// skipToSync drops the replies the server will not send after an error:
+// Postgres ignores every message up to the next Sync.
+func (s *session) skipToSync() {
+	for !s.queueEmpty() && s.slots[s.head].kind != slotSync {
+		s.forgetSlot(&s.slots[s.head])
+		s.pop()
+	}
+}
+
+// forgetSlot undoes what a Parse slot promised, since the server did not
+// (or will not) create the statement.
+func (s *session) forgetSlot(sl *slot) {
+	if sl.stmt == nil {
+		return
+	}
+	if sl.kind != slotSynthetic && s.server != nil {
+		s.server.Prepared.Remove(sl.stmt.global)
+	}
+	if sl.name != "" && s.stmts[sl.name] == sl.stmt {
+		delete(s.stmts, sl.name)
+	}
+}
+
+// commitEffects applies session-state changes once Postgres has made them
+// stick: at once outside a transaction, at COMMIT inside one.
+func (s *session) commitEffects(status byte) {
+	switch status {
+	case 'T':
+		s.txnEffects = append(s.txnEffects, s.cycleEffects...)
+	case 'E':
+		s.txnEffects = nil
+	case 'I':
+		if s.lastTag != "ROLLBACK" {
+			for _, e := range s.txnEffects {
+				s.applyEffects(e)
+			}
+			for _, e := range s.cycleEffects {
+				s.applyEffects(e)
+			}
+		}
+		s.txnEffects = s.txnEffects[:0]
+	}
+	s.cycleEffects = s.cycleEffects[:0]
+	s.lastTag = ""
+}
+
+func (s *session) applyEffects(e *queryEffects) {
+	for _, sc := range e.sets {
+		switch {
+		case sc.resetAll:
+			s.params.restore(&s.startupParams)
+		case sc.reset:
+			if v, ok := s.startupParams.vals[sc.name]; ok {
+				s.params.set(sc.name, v)
+			} else {
+				s.params.reset(sc.name)
+			}
+		default:
+			s.params.set(sc.name, sc.value)
+		}
+	}
+	if e.discardAll {
+		s.params.restore(&s.startupParams)
+		clear(s.stmts)
+		s.unnamed = nil
+	}
+	if s.server != nil {
+		if e.discardAll || e.deallocateAll {
+			s.server.Prepared.Clear()
+		}
+		s.server.StateFingerprint = s.params.fp
+	}
+}
+
+// close ends the session: the server connection goes back to the pool if it
+// is clean, is reset (session mode) or cancelled and discarded otherwise.
+func (s *session) close() {
+	s.mu.Lock()
+	s.closing = true
+	c, p, done := s.server, s.pool, s.bDone
+	clean := s.queueEmpty() && s.txStatus != 'T' && s.txStatus != 'E'
+	needsReset := !s.txnMode || s.pinned != ""
+	s.server, s.pool = nil, nil
+	s.mu.Unlock()
+	s.cancel()
+	if c != nil {
+		if clean {
+			// Stop the relay goroutine without closing the socket.
+			_ = c.SetReadDeadline(time.Now())
+			<-done
+			_ = c.SetReadDeadline(time.Time{})
+			if needsReset {
+				if err := resetServer(c, s.srv.cfg.Pool.ConnectTimeout); err != nil {
+					s.log.Debug("server reset failed", "err", err)
+					p.Discard(c)
+				} else {
+					p.Return(c)
+				}
+			} else {
+				p.Return(c)
+			}
+		} else {
+			// Mid-transaction: stop the backend's work now, then drop it.
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			_ = p.Cancel(ctx, c)
+			cancel()
+			p.Discard(c)
+			<-done
+		}
+	}
+	_ = s.client.Close()
+	s.srv.unregister(s)
+}
+
+// resetServer runs DISCARD ALL on an idle connection before another client
+// gets it, and forgets what the connection held.
+func resetServer(c *pool.Conn, timeout time.Duration) error {
+	_ = c.SetDeadline(time.Now().Add(timeout))
+	defer c.SetDeadline(time.Time{})
+	if _, err := c.Write(appendQuery(nil, "DISCARD ALL")); err != nil {
+		return err
+	}
+	fr := frameReader{r: c.Reader, max: 1 << 20}
+	failed := false
+	for {
+		typ, body, err := fr.next()
+		if err != nil {
+			return err
+		}
+		switch typ {
+		case 'E':
+			failed = true
+		case 'Z':
+			if failed || len(body) != 1 || body[0] != 'I' {
+				return fmt.Errorf("DISCARD ALL failed")
+			}
+			c.Prepared.Clear()
+			c.StateFingerprint = 0
+			return nil
+		}
+	}
+}
+
+// cancelRequest forwards a client's CancelRequest to the backend that runs
+// its query, if any.
+func (s *session) cancelRequest() {
+	s.mu.Lock()
+	c, p := s.server, s.pool
+	if c == nil {
+		s.mu.Unlock()
+		return
+	}
+	s.cancelling++
+	s.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	if err := p.Cancel(ctx, c); err != nil {
+		s.log.Warn("cancel request failed", "err", err)
+	}
+	cancel()
+	s.mu.Lock()
+	s.cancelling--
+	if s.cancelling == 0 {
+		s.cond.Broadcast()
+	}
+	s.mu.Unlock()
+}
+

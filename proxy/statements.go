@@ -1,0 +1,102 @@
+package proxy
+
+import (
+	"encoding/binary"
+	"strconv"
+	"sync"
+
+	"github.com/cespare/xxhash/v2"
+)
+
+// preparedStmt is one protocol-level prepared statement of a client, under
+// the proxy-global name every server connection knows it by. The global name
+// is derived from the statement's text and parameter types, so all clients
+// preparing the same statement share one server-side statement.
+type preparedStmt struct {
+	global string
+	query  string
+	// key is what a server connection's cache compares: text plus types.
+	key string
+	// parse is the Parse frame under the global name, built once.
+	parse []byte
+	// effects of running the statement on session state.
+	effects queryEffects
+}
+
+func newPreparedStmt(query []byte, rest []byte) *preparedStmt {
+	// rest is the Parse body after the query: int16 count + int32 OIDs.
+	h := xxhash.New()
+	_, _ = h.Write(query)
+	_, _ = h.Write([]byte{0})
+	_, _ = h.Write(rest)
+	global := "sw_" + strconv.FormatUint(h.Sum64(), 16)
+	st := &preparedStmt{global: global, query: string(query)}
+	st.key = st.query + "\x00" + string(rest)
+	st.parse = buildParse(nil, global, query, rest)
+	if eff := analyzeQuery(st.query); eff != nil {
+		st.effects = *eff
+	}
+	return st
+}
+
+func buildParse(dst []byte, name string, query []byte, rest []byte) []byte {
+	dst, start := beginFrame(dst, 'P')
+	dst = append(dst, name...)
+	dst = append(dst, 0)
+	dst = append(dst, query...)
+	dst = append(dst, 0)
+	dst = append(dst, rest...)
+	return finishFrame(dst, start)
+}
+
+// appendCloseStatement appends Close('S', name).
+func appendCloseStatement(dst []byte, name string) []byte {
+	dst, start := beginFrame(dst, 'C')
+	dst = append(dst, 'S')
+	dst = append(dst, name...)
+	dst = append(dst, 0)
+	return finishFrame(dst, start)
+}
+
+// parseParseBody splits a Parse body into name, query and the parameter part.
+func parseParseBody(body []byte) (name, query, rest []byte, ok bool) {
+	name, r, ok := cstring(body)
+	if !ok {
+		return nil, nil, nil, false
+	}
+	query, r, ok = cstring(r)
+	if !ok || len(r) < 2 {
+		return nil, nil, nil, false
+	}
+	n := int(binary.BigEndian.Uint16(r))
+	if len(r) != 2+4*n {
+		return nil, nil, nil, false
+	}
+	return name, query, r, true
+}
+
+// statementRegistry remembers statements some server has accepted, so a
+// client's Parse of one can be answered without a server. It is bounded: past
+// maxKnownStatements it starts over, which costs only a borrow per Parse.
+type statementRegistry struct {
+	mu   sync.RWMutex
+	keys map[string]struct{}
+}
+
+const maxKnownStatements = 20000
+
+func (r *statementRegistry) known(key string) bool {
+	r.mu.RLock()
+	_, ok := r.keys[key]
+	r.mu.RUnlock()
+	return ok
+}
+
+func (r *statementRegistry) add(key string) {
+	r.mu.Lock()
+	if r.keys == nil || len(r.keys) >= maxKnownStatements {
+		r.keys = make(map[string]struct{})
+	}
+	r.keys[key] = struct{}{}
+	r.mu.Unlock()
+}
