@@ -18,6 +18,16 @@ type setChange struct {
 	reset, resetAll bool
 }
 
+// resets reports whether the statement resets parameters.
+func (e *queryEffects) resets() bool {
+	for _, sc := range e.sets {
+		if sc.reset || sc.resetAll {
+			return true
+		}
+	}
+	return false
+}
+
 func (e *queryEffects) empty() bool {
 	return e == nil || (len(e.sets) == 0 && !e.discardAll && !e.deallocateAll && e.pin == "")
 }

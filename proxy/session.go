@@ -210,7 +210,10 @@ func (s *session) attached() bool {
 // release the connection. On error mu is not held.
 func (s *session) lockAttached() error {
 	s.mu.Lock()
-	if s.server != nil {
+	if c := s.server; c != nil {
+		if c.StateFingerprint != s.params.fp && s.queueEmpty() && s.txStatus == 'I' {
+			s.syncStateLocked(c)
+		}
 		return nil
 	}
 	s.mu.Unlock()
@@ -235,12 +238,18 @@ func (s *session) lockAttached() error {
 	s.unnamedOnServer = false
 	s.bDone = make(chan struct{})
 	if c.StateFingerprint != s.params.fp {
-		s.push(slot{kind: slotInjectQuery})
-		s.srvOut = appendQuery(s.srvOut, s.params.applySQL())
-		c.StateFingerprint = s.params.fp
+		s.syncStateLocked(c)
 	}
 	go s.serverLoop(c, p, s.bDone)
 	return nil
+}
+
+// syncStateLocked queues the statement that gives c the client's session
+// state; mu is held.
+func (s *session) syncStateLocked(c *pool.Conn) {
+	s.push(slot{kind: slotInjectQuery})
+	s.srvOut = appendQuery(s.srvOut, s.params.applySQL())
+	c.StateFingerprint = s.params.fp
 }
 
 // push appends an expected reply; mu must be held.
@@ -949,8 +958,17 @@ func (s *session) applyEffects(e *queryEffects) {
 			s.server.Prepared.Clear()
 		}
 		s.server.StateFingerprint = s.params.fp
+		if e.discardAll || e.resets() {
+			// The server went back to its own defaults, not the client's
+			// startup values: re-apply before its next use.
+			s.server.StateFingerprint = dirtyFingerprint
+		}
 	}
 }
+
+// dirtyFingerprint marks a server connection whose session state is not what
+// any client expects (fingerprints of real states are odd or 0).
+const dirtyFingerprint = 2
 
 // close ends the session: the server connection goes back to the pool if it
 // is clean, is reset (session mode) or cancelled and discarded otherwise.
