@@ -27,7 +27,7 @@ const (
 	appDB       = "app"
 )
 
-var binary string // the shardwire binary under test
+var swBinary string // the shardwire binary under test
 
 func TestMain(m *testing.M) {
 	if err := pgcluster.PostgresAvailable(); err != nil {
@@ -45,10 +45,10 @@ func TestMain(m *testing.M) {
 	}
 	// SHARDWIRE_E2E_BINARY tests a given binary (a release build, say)
 	// instead of building one with the race detector.
-	binary = os.Getenv("SHARDWIRE_E2E_BINARY")
-	if binary == "" {
-		binary = filepath.Join(dir, "shardwire")
-		build := exec.Command("go", "build", "-race", "-o", binary, "../cmd/shardwire")
+	swBinary = os.Getenv("SHARDWIRE_E2E_BINARY")
+	if swBinary == "" {
+		swBinary = filepath.Join(dir, "shardwire")
+		build := exec.Command("go", "build", "-race", "-o", swBinary, "../cmd/shardwire")
 		build.Stdout, build.Stderr = os.Stderr, os.Stderr
 		if err := build.Run(); err != nil {
 			fmt.Fprintln(os.Stderr, "e2e: building shardwire:", err)
@@ -177,7 +177,7 @@ func startProxy(t *testing.T, pc proxyConfig) *proxyProc {
 		t.Fatal(err)
 	}
 	p := &proxyProc{addr: listen, admin: admin, cfg: cfgPath, log: &syncBuffer{}, done: make(chan struct{})}
-	p.cmd = exec.Command(binary, "run", "-c", cfgPath, "--log-level", "debug")
+	p.cmd = exec.Command(swBinary, "run", "-c", cfgPath, "--log-level", "debug")
 	p.cmd.Env = append(os.Environ(), "E2E_APP_PASSWORD="+appPassword)
 	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
 	if err := p.cmd.Start(); err != nil {

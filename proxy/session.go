@@ -18,18 +18,18 @@ import (
 type slotKind uint8
 
 const (
-	slotParse      slotKind = iota // ParseComplete
-	slotBind                       // BindComplete
-	slotDescribe                   // RowDescription or NoData (after ParameterDescription)
-	slotExecute                    // CommandComplete, EmptyQueryResponse or PortalSuspended
-	slotClose                      // CloseComplete
-	slotSync                       // ReadyForQuery
-	slotQuery                      // everything up to ReadyForQuery
-	slotFunction                   // FunctionCallResponse, ReadyForQuery
-	slotSynthetic                  // bytes shardwire answers itself, in order
-	slotInjectParse                // our own Parse: swallow ParseComplete
-	slotInjectClose                // our own Close: swallow CloseComplete
-	slotInjectQuery                // our own state query: swallow up to ReadyForQuery
+	slotParse       slotKind = iota // ParseComplete
+	slotBind                        // BindComplete
+	slotDescribe                    // RowDescription or NoData (after ParameterDescription)
+	slotExecute                     // CommandComplete, EmptyQueryResponse or PortalSuspended
+	slotClose                       // CloseComplete
+	slotSync                        // ReadyForQuery
+	slotQuery                       // everything up to ReadyForQuery
+	slotFunction                    // FunctionCallResponse, ReadyForQuery
+	slotSynthetic                   // bytes shardwire answers itself, in order
+	slotInjectParse                 // our own Parse: swallow ParseComplete
+	slotInjectClose                 // our own Close: swallow CloseComplete
+	slotInjectQuery                 // our own state query: swallow up to ReadyForQuery
 )
 
 // slot is one expected reply, in the order the server will send them.
@@ -1062,4 +1062,3 @@ func (s *session) cancelRequest() {
 	}
 	s.mu.Unlock()
 }
-
