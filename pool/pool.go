@@ -33,7 +33,18 @@ type Options struct {
 	MaxLifetime    time.Duration
 	ConnectTimeout time.Duration
 
+	// Connect, if set, replaces dialling Postgres: it returns a connection
+	// that has completed startup (benchmarks use an in-memory server).
+	Connect func(ctx context.Context) (net.Conn, ServerInfo, error)
+
 	Logger *slog.Logger
+}
+
+// ServerInfo is what a backend told a new connection at startup.
+type ServerInfo struct {
+	PID       uint32
+	SecretKey []byte
+	Params    map[string]string
 }
 
 // Conn is one server connection. Its exported state fields belong to whoever
@@ -191,6 +202,27 @@ func (p *Pool) Borrow(ctx context.Context) (*Conn, error) {
 	}
 }
 
+// TryBorrow returns an idle connection without waiting or dialling, if one
+// is at hand: the common case, which then needs no context or timer.
+func (p *Pool) TryBorrow() (*Conn, bool) {
+	for {
+		p.mu.Lock()
+		n := len(p.idle)
+		if n == 0 || p.closed {
+			p.mu.Unlock()
+			return nil, false
+		}
+		c := p.idle[n-1]
+		p.idle = p.idle[:n-1]
+		p.mu.Unlock()
+		p.borrows.Add(1)
+		if p.usable(c) {
+			return c, true
+		}
+		p.closeConn(c)
+	}
+}
+
 // dialCounted dials a connection whose slot in open is already counted.
 func (p *Pool) dialCounted(ctx context.Context) (*Conn, error) {
 	c, err := p.dial(ctx)
@@ -281,6 +313,14 @@ func (p *Pool) release() {
 
 func (p *Pool) dial(ctx context.Context) (*Conn, error) {
 	p.dials.Add(1)
+	if p.opts.Connect != nil {
+		nc, info, err := p.opts.Connect(ctx)
+		if err != nil {
+			p.dialErrors.Add(1)
+			return nil, err
+		}
+		return p.adopt(nc, info), nil
+	}
 	host, port, err := net.SplitHostPort(p.opts.Addr)
 	if err != nil {
 		return nil, fmt.Errorf("node address %q: %w", p.opts.Addr, err)
@@ -311,13 +351,18 @@ func (p *Pool) dial(ctx context.Context) (*Conn, error) {
 		p.dialErrors.Add(1)
 		return nil, fmt.Errorf("hijack connection to %s: %w", p.opts.Addr, err)
 	}
+	return p.adopt(hj.Conn, ServerInfo{PID: hj.PID, SecretKey: hj.SecretKey, Params: hj.ParameterStatuses}), nil
+}
+
+// adopt wraps a connection that has completed startup.
+func (p *Pool) adopt(nc net.Conn, info ServerInfo) *Conn {
 	now := time.Now()
 	c := &Conn{
-		Conn:      hj.Conn,
-		Reader:    bufio.NewReaderSize(hj.Conn, 32<<10),
-		PID:       hj.PID,
-		SecretKey: hj.SecretKey,
-		Params:    hj.ParameterStatuses,
+		Conn:      nc,
+		Reader:    bufio.NewReaderSize(nc, 32<<10),
+		PID:       info.PID,
+		SecretKey: info.SecretKey,
+		Params:    info.Params,
 		Prepared:  NewStatementCache(0),
 		pool:      p,
 		created:   now,
@@ -325,11 +370,11 @@ func (p *Pool) dial(ctx context.Context) (*Conn, error) {
 	}
 	p.mu.Lock()
 	if p.params == nil {
-		p.params = hj.ParameterStatuses
+		p.params = info.Params
 	}
 	p.mu.Unlock()
 	p.log.Debug("server connection opened", "pid", c.PID)
-	return c, nil
+	return c
 }
 
 // ServerParams returns the ParameterStatus values of this node's first

@@ -47,6 +47,9 @@ type Server struct {
 	metrics  counters
 
 	statements statementRegistry
+
+	// connect replaces dialling Postgres in this package's benchmarks.
+	connect func(ctx context.Context, addr string) (net.Conn, pool.ServerInfo, error)
 }
 
 type poolKey struct{ addr, user string }
@@ -298,11 +301,15 @@ func (s *Server) pool(addr string, user config.User) *pool.Pool {
 	p := s.pools[key]
 	if p == nil {
 		pc := s.cfg.Pool
-		p = pool.New(pool.Options{
+		opts := pool.Options{
 			Addr: addr, User: user.Name, Password: user.ServerPassword, Database: s.cfg.Database,
 			Size: pc.Size, MinIdle: pc.MinIdle, IdleTimeout: pc.IdleTimeout, MaxLifetime: pc.MaxLifetime,
 			ConnectTimeout: pc.ConnectTimeout, Logger: s.log,
-		})
+		}
+		if s.connect != nil {
+			opts.Connect = func(ctx context.Context) (net.Conn, pool.ServerInfo, error) { return s.connect(ctx, addr) }
+		}
+		p = pool.New(opts)
 		s.pools[key] = p
 	}
 	return p

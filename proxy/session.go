@@ -72,7 +72,7 @@ type session struct {
 	spare    []byte
 	server   *pool.Conn
 	pool     *pool.Pool
-	bDone    chan struct{}
+	relay    sync.WaitGroup // the serverLoop goroutine of the attached connection
 	slots    []slot
 	head     int
 	txStatus byte
@@ -89,7 +89,7 @@ type session struct {
 	seen            map[string]string // ParameterStatus values the client has seen
 	cycleEffects    []*queryEffects   // committed by the next ReadyForQuery
 	txnEffects      []*queryEffects   // waiting for COMMIT
-	lastTag         string
+	rolledBack      bool // the last CommandComplete was ROLLBACK
 	injectFailed    string
 	cancelling      int
 
@@ -221,9 +221,12 @@ func (s *session) lockAttached() error {
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(s.ctx, s.srv.cfg.Pool.AcquireTimeout)
-	c, err := p.Borrow(ctx)
-	cancel()
+	c, ok := p.TryBorrow()
+	if !ok {
+		ctx, cancel := context.WithTimeout(s.ctx, s.srv.cfg.Pool.AcquireTimeout)
+		c, err = p.Borrow(ctx)
+		cancel()
+	}
 	if err != nil {
 		s.srv.metrics.borrowFailed()
 		if errors.Is(err, pool.ErrTimeout) {
@@ -236,11 +239,11 @@ func (s *session) lockAttached() error {
 	s.mu.Lock()
 	s.server, s.pool = c, p
 	s.unnamedOnServer = false
-	s.bDone = make(chan struct{})
 	if c.StateFingerprint != s.params.fp {
 		s.syncStateLocked(c)
 	}
-	go s.serverLoop(c, p, s.bDone)
+	s.relay.Add(1)
+	go s.serverLoop(c, p)
 	return nil
 }
 
@@ -675,8 +678,8 @@ func (s *session) flushClient() error {
 
 // serverLoop relays one attached server connection's replies until it is
 // released, lost, or the session ends.
-func (s *session) serverLoop(c *pool.Conn, p *pool.Pool, done chan struct{}) {
-	defer close(done)
+func (s *session) serverLoop(c *pool.Conn, p *pool.Pool) {
+	defer s.relay.Done()
 	fr := frameReader{r: c.Reader, max: 1 << 30}
 	for {
 		typ, body, err := fr.next()
@@ -864,7 +867,7 @@ func (s *session) onServerMessage(typ byte, body []byte) bool {
 		}
 	case 'C':
 		tag, _, _ := cstring(body)
-		s.lastTag = string(tag)
+		s.rolledBack = string(tag) == "ROLLBACK"
 		if sl.kind == slotExecute {
 			if sl.effects != nil {
 				s.cycleEffects = append(s.cycleEffects, sl.effects)
@@ -919,7 +922,7 @@ func (s *session) commitEffects(status byte) {
 	case 'E':
 		s.txnEffects = nil
 	case 'I':
-		if s.lastTag != "ROLLBACK" {
+		if !s.rolledBack {
 			for _, e := range s.txnEffects {
 				s.applyEffects(e)
 			}
@@ -930,7 +933,7 @@ func (s *session) commitEffects(status byte) {
 		s.txnEffects = s.txnEffects[:0]
 	}
 	s.cycleEffects = s.cycleEffects[:0]
-	s.lastTag = ""
+	s.rolledBack = false
 }
 
 func (s *session) applyEffects(e *queryEffects) {
@@ -975,7 +978,7 @@ const dirtyFingerprint = 2
 func (s *session) close() {
 	s.mu.Lock()
 	s.closing = true
-	c, p, done := s.server, s.pool, s.bDone
+	c, p := s.server, s.pool
 	clean := s.queueEmpty() && s.txStatus != 'T' && s.txStatus != 'E'
 	needsReset := !s.txnMode || s.pinned != ""
 	s.server, s.pool = nil, nil
@@ -985,7 +988,7 @@ func (s *session) close() {
 		if clean {
 			// Stop the relay goroutine without closing the socket.
 			_ = c.SetReadDeadline(time.Now())
-			<-done
+			s.relay.Wait()
 			_ = c.SetReadDeadline(time.Time{})
 			if needsReset {
 				if err := resetServer(c, s.srv.cfg.Pool.ConnectTimeout); err != nil {
@@ -1003,7 +1006,7 @@ func (s *session) close() {
 			_ = p.Cancel(ctx, c)
 			cancel()
 			p.Discard(c)
-			<-done
+			s.relay.Wait()
 		}
 	}
 	_ = s.client.Close()
