@@ -14,6 +14,9 @@ import (
 type sessionParams struct {
 	vals map[string]string
 	fp   uint64
+	// shared: vals is also another sessionParams' map (the startup values),
+	// copied on first write.
+	shared bool
 }
 
 // startupOnly lists startup keys that are not session parameters.
@@ -102,18 +105,25 @@ func quoteLiteral(v string) string {
 	return "'" + strings.ReplaceAll(v, "'", "''") + "'"
 }
 
+func (p *sessionParams) own() {
+	if p.shared {
+		vals := make(map[string]string, len(p.vals)+1)
+		for k, v := range p.vals {
+			vals[k] = v
+		}
+		p.vals, p.shared = vals, false
+	}
+}
+
 func (p *sessionParams) set(name, value string) {
+	p.own()
 	p.vals[name] = value
 	p.rehash()
 }
 
 func (p *sessionParams) reset(name string) {
+	p.own()
 	delete(p.vals, name)
-	p.rehash()
-}
-
-func (p *sessionParams) resetAll() {
-	clear(p.vals)
 	p.rehash()
 }
 
@@ -156,19 +166,14 @@ func (p *sessionParams) applySQL() string {
 	return b.String()
 }
 
-func (p *sessionParams) clone() sessionParams {
-	c := sessionParams{vals: make(map[string]string, len(p.vals)), fp: p.fp}
-	for k, v := range p.vals {
-		c.vals[k] = v
-	}
-	return c
+// share returns a copy of p that shares its map until either is written;
+// p itself must not be written afterwards (it is the startup state).
+func (p *sessionParams) share() sessionParams {
+	p.shared = true
+	return sessionParams{vals: p.vals, fp: p.fp, shared: true}
 }
 
 // restore makes p equal to from (RESET ALL goes back to startup values).
 func (p *sessionParams) restore(from *sessionParams) {
-	clear(p.vals)
-	for k, v := range from.vals {
-		p.vals[k] = v
-	}
-	p.fp = from.fp
+	p.vals, p.fp, p.shared = from.vals, from.fp, true
 }

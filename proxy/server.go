@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -137,9 +138,13 @@ func (s *Server) serveConn(conn net.Conn) {
 		sess.close()
 		return
 	}
-	sess.log.Debug("client connected")
+	if s.log.Enabled(context.Background(), slog.LevelDebug) {
+		sess.logger().Debug("client connected")
+	}
 	sess.run()
-	sess.log.Debug("client disconnected", "duration", time.Since(sess.started))
+	if s.log.Enabled(context.Background(), slog.LevelDebug) {
+		sess.logger().Debug("client disconnected", "duration", time.Since(sess.started))
+	}
 }
 
 // handshake runs startup and authentication; it returns nil, nil for a
@@ -195,13 +200,12 @@ func (s *Server) handshake(cc *clientConn) (*session, error) {
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithCancel(context.Background())
 	sess := &session{
 		srv: s, client: cc, user: user, txnMode: s.cfg.Pool.Mode == "transaction",
-		ctx: ctx, cancel: cancel, started: time.Now(), addr: cc.RemoteAddr().String(),
-		stmts: map[string]*preparedStmt{}, params: params, seen: map[string]string{}, txStatus: 'I',
+		started: time.Now(), addr: cc.RemoteAddr().String(),
+		params: params, txStatus: 'I',
 	}
-	sess.startupParams = params.clone()
+	sess.startupParams = sess.params.share()
 	sess.cond = sync.NewCond(&sess.mu)
 	if req.effectiveMinor() >= 2 {
 		sess.secret = make([]byte, 32)
@@ -210,7 +214,6 @@ func (s *Server) handshake(cc *clientConn) (*session, error) {
 	}
 	_, _ = rand.Read(sess.secret)
 	s.register(sess)
-	sess.log = s.log.With("client", sess.pid, "user", user.Name, "remote", sess.addr)
 
 	// Parameters as a server would report them, with the client's own values.
 	p, err := s.poolFor(sess)
@@ -218,7 +221,7 @@ func (s *Server) handshake(cc *clientConn) (*session, error) {
 		s.unregister(sess)
 		return nil, err
 	}
-	pctx, pcancel := context.WithTimeout(ctx, s.cfg.Pool.AcquireTimeout)
+	pctx, pcancel := context.WithTimeout(context.Background(), s.cfg.Pool.AcquireTimeout)
 	serverParams, err := p.ServerParams(pctx)
 	pcancel()
 	if err != nil {
@@ -226,16 +229,25 @@ func (s *Server) handshake(cc *clientConn) (*session, error) {
 		return nil, &clientError{fatal: true, code: codeConnectionFailure, msg: fmt.Sprintf("could not connect to the database server: %v", err)}
 	}
 	out := appendAuth(nil, authOK, nil)
-	for k, v := range serverParams {
-		sess.seen[k] = v
-	}
+	sess.seenBase = serverParams
 	for k, v := range req.params {
-		if name, ok := reportedParams[k]; ok {
+		if name, ok := reportedParams[strings.ToLower(k)]; ok && serverParams[name] != v {
+			if sess.seen == nil {
+				sess.seen = map[string]string{}
+			}
 			sess.seen[name] = v
 		}
 	}
-	for k, v := range sess.seen {
+	for k, v := range serverParams {
+		if o, ok := sess.seen[k]; ok {
+			v = o
+		}
 		out = appendParameterStatus(out, k, v)
+	}
+	for k, v := range sess.seen {
+		if _, ok := serverParams[k]; !ok {
+			out = appendParameterStatus(out, k, v)
+		}
 	}
 	out = appendBackendKeyData(out, sess.pid, sess.secret)
 	out = appendReady(out, 'I')

@@ -56,13 +56,10 @@ func (k slotKind) injected() bool {
 type session struct {
 	srv     *Server
 	client  *clientConn
-	log     *slog.Logger
 	user    config.User
 	pid     uint32
 	secret  []byte
 	txnMode bool
-	ctx     context.Context
-	cancel  context.CancelFunc
 	started time.Time
 	addr    string
 
@@ -86,7 +83,11 @@ type session struct {
 	portalEffects   map[string]*queryEffects
 	params          sessionParams
 	startupParams   sessionParams
-	seen            map[string]string // ParameterStatus values the client has seen
+	// ParameterStatus values the client has seen: seenBase is shared by
+	// every session (the server's values at login), seen holds this
+	// client's own.
+	seenBase map[string]string
+	seen     map[string]string
 	cycleEffects    []*queryEffects   // committed by the next ReadyForQuery
 	txnEffects      []*queryEffects   // waiting for COMMIT
 	rolledBack      bool // the last CommandComplete was ROLLBACK
@@ -104,27 +105,88 @@ type session struct {
 func (s *session) run() {
 	defer s.close()
 	for {
+		if s.client.r == nil && !s.awaitClient() {
+			return
+		}
+		if !s.serve() {
+			return
+		}
+	}
+}
+
+// awaitClient blocks until an idle client sends again. It runs from a
+// shallow, small frame so that the goroutine stacks of idle clients shrink
+// to the minimum at the next garbage collection.
+//
+//go:noinline
+func (s *session) awaitClient() bool {
+	if err := s.client.awaitFirstByte(); err != nil {
+		s.readFailed(err)
+		return false
+	}
+	return true
+}
+
+// serve handles client messages until the client idles between
+// transactions (its read buffer released) or leaves (false).
+func (s *session) serve() bool {
+	for {
 		typ, body, err := s.client.read()
 		if err != nil {
 			s.readFailed(err)
-			return
+			return false
 		}
 		if err := s.handle(typ, body); err != nil {
 			if ce := asClientError(err); ce != nil {
 				s.sendFatal(ce)
 			} else if !errors.Is(err, errClientGone) {
-				s.log.Warn("closing client", "err", err)
+				s.logger().Warn("closing client", "err", err)
 			}
-			return
+			return false
 		}
-		if s.client.r.Buffered() == 0 || len(s.srvOut) > 64<<10 {
+		if s.client.buffered() == 0 || len(s.srvOut) > 64<<10 {
 			s.flushServer()
 		}
-		if s.client.r.Buffered() == 0 {
+		if s.client.buffered() == 0 {
 			if err := s.flushClient(); err != nil {
-				return
+				return false
+			}
+			s.idleCheck()
+			if s.client.r == nil {
+				return true
 			}
 		}
+	}
+}
+
+// seenValue is the value of a reported parameter as the client knows it.
+func (s *session) seenValue(name []byte) string {
+	if v, ok := s.seen[string(name)]; ok {
+		return v
+	}
+	return s.seenBase[string(name)]
+}
+
+// logger returns the session's logger, built when needed: most sessions
+// never log, and an idle one should not carry a handler.
+func (s *session) logger() *slog.Logger {
+	return s.srv.log.With("client", s.pid, "user", s.user.Name, "remote", s.addr)
+}
+
+// idleCheck gives the read buffer back when the client has sent everything
+// and is not inside a transaction block, so a client idling between
+// transactions holds no buffer. The price is one more read system call for
+// its next message; inside a transaction the buffer stays.
+func (s *session) idleCheck() {
+	s.mu.Lock()
+	between := s.txStatus == 'I' && s.pinned == ""
+	s.mu.Unlock()
+	if !between {
+		return
+	}
+	s.client.releaseReader()
+	if cap(s.srvOut) > 4096 {
+		s.srvOut = nil
 	}
 }
 
@@ -145,7 +207,7 @@ func (s *session) readFailed(err error) {
 		return
 	}
 	if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && !errors.Is(err, io.ErrUnexpectedEOF) {
-		s.log.Debug("client read failed", "err", err)
+		s.logger().Debug("client read failed", "err", err)
 	}
 }
 
@@ -223,7 +285,9 @@ func (s *session) lockAttached() error {
 	}
 	c, ok := p.TryBorrow()
 	if !ok {
-		ctx, cancel := context.WithTimeout(s.ctx, s.srv.cfg.Pool.AcquireTimeout)
+		// No session context: only this goroutine could end the session,
+		// and it is the one waiting.
+		ctx, cancel := context.WithTimeout(context.Background(), s.srv.cfg.Pool.AcquireTimeout)
 		c, err = p.Borrow(ctx)
 		cancel()
 	}
@@ -348,7 +412,7 @@ func (s *session) pin(reason string) {
 	s.mu.Lock()
 	if s.pinned == "" {
 		s.pinned = reason
-		s.log.Info("client pinned to its server connection", "reason", reason)
+		s.logger().Info("client pinned to its server connection", "reason", reason)
 	}
 	s.mu.Unlock()
 }
@@ -393,7 +457,7 @@ func (s *session) handleParse(body []byte) error {
 		// borrowing, and prepare it lazily where it is bound. A client
 		// that prepares outside a transaction (pgbench -M prepared) then
 		// cannot starve while others hold every server connection.
-		s.stmts[string(name)] = st
+		s.addStmt(string(name), st)
 		s.out = append(s.out, msgParseComplete...)
 		s.mu.Unlock()
 		return nil
@@ -402,7 +466,7 @@ func (s *session) handleParse(body []byte) error {
 	if err := s.lockAttached(); err != nil {
 		return s.localError(err)
 	}
-	s.stmts[string(name)] = st
+	s.addStmt(string(name), st)
 	if s.server.Prepared.Has(st.global, st.key) {
 		s.push(slot{kind: slotSynthetic, data: msgParseComplete, name: string(name), stmt: st})
 		s.mu.Unlock()
@@ -411,6 +475,14 @@ func (s *session) handleParse(body []byte) error {
 	s.prepareOnServer(st, slotParse, string(name))
 	s.mu.Unlock()
 	return nil
+}
+
+// addStmt records a client statement; mu is held.
+func (s *session) addStmt(name string, st *preparedStmt) {
+	if s.stmts == nil {
+		s.stmts = map[string]*preparedStmt{}
+	}
+	s.stmts[name] = st
 }
 
 // prepareOnServer sends st's Parse to the attached server, closing what the
@@ -663,7 +735,7 @@ func (s *session) flushClient() error {
 		return nil
 	}
 	_, err := s.client.Write(buf)
-	if cap(buf) > 256<<10 {
+	if cap(buf) > 16<<10 {
 		buf = nil
 	}
 	s.mu.Lock()
@@ -748,7 +820,7 @@ func (s *session) serverLost(c *pool.Conn, p *pool.Pool, err error) {
 		s.mu.Unlock()
 		return
 	}
-	s.log.Warn("server connection lost", "node", c.Addr(), "err", err)
+	s.logger().Warn("server connection lost", "node", c.Addr(), "err", err)
 	busy := !s.queueEmpty() || s.txStatus != 'I'
 	fatal := !s.txnMode || s.pinned != ""
 	if busy || fatal {
@@ -788,7 +860,10 @@ func (s *session) onServerMessage(typ byte, body []byte) bool {
 			return false
 		}
 		val, _, _ := cstring(rest)
-		if s.seen[string(name)] != string(val) {
+		if s.seenValue(name) != string(val) {
+			if s.seen == nil {
+				s.seen = map[string]string{}
+			}
 			s.seen[string(name)] = string(val)
 			s.out = appendFrame(s.out, typ, body)
 		}
@@ -983,7 +1058,6 @@ func (s *session) close() {
 	needsReset := !s.txnMode || s.pinned != ""
 	s.server, s.pool = nil, nil
 	s.mu.Unlock()
-	s.cancel()
 	if c != nil {
 		if clean {
 			// Stop the relay goroutine without closing the socket.
@@ -992,7 +1066,7 @@ func (s *session) close() {
 			_ = c.SetReadDeadline(time.Time{})
 			if needsReset {
 				if err := resetServer(c, s.srv.cfg.Pool.ConnectTimeout); err != nil {
-					s.log.Debug("server reset failed", "err", err)
+					s.logger().Debug("server reset failed", "err", err)
 					p.Discard(c)
 				} else {
 					p.Return(c)
@@ -1055,7 +1129,7 @@ func (s *session) cancelRequest() {
 	s.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	if err := p.Cancel(ctx, c); err != nil {
-		s.log.Warn("cancel request failed", "err", err)
+		s.logger().Warn("cancel request failed", "err", err)
 	}
 	cancel()
 	s.mu.Lock()

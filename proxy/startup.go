@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"strings"
+	"sync"
 )
 
 // Startup-phase request codes.
@@ -22,17 +23,66 @@ const (
 	newestMinor = 2
 )
 
-// clientConn is a client socket with its read buffer.
+// clientConn is a client socket with its read buffer. The buffer goes back
+// to a shared pool while the client idles between transactions, so an idle
+// client costs little more than its goroutine.
 type clientConn struct {
 	net.Conn
-	r  *bufio.Reader
-	fr frameReader
+	r     *bufio.Reader // nil while released
+	fr    frameReader
+	first [1]byte
+	pre   prefixReader
+}
+
+const clientReadBuffer = 8192
+
+var readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, clientReadBuffer) }}
+
+// prefixReader yields the byte read while idle, then the socket.
+type prefixReader struct {
+	pending []byte
+	conn    net.Conn
+}
+
+func (p *prefixReader) Read(b []byte) (int, error) {
+	if len(p.pending) > 0 {
+		n := copy(b, p.pending)
+		p.pending = p.pending[n:]
+		return n, nil
+	}
+	return p.conn.Read(b)
 }
 
 func newClientConn(c net.Conn, maxMessage int) *clientConn {
-	cc := &clientConn{Conn: c, r: bufio.NewReaderSize(c, 8192)}
-	cc.fr = frameReader{r: cc.r, max: maxMessage}
+	cc := &clientConn{Conn: c}
+	cc.fr.max = maxMessage
+	cc.acquireReader(nil)
 	return cc
+}
+
+func (c *clientConn) acquireReader(pending []byte) {
+	c.pre = prefixReader{pending: pending, conn: c.Conn}
+	c.r = readerPool.Get().(*bufio.Reader)
+	c.r.Reset(&c.pre)
+	c.fr.r = c.r
+}
+
+// releaseReader returns the read buffer to the pool if it holds nothing.
+func (c *clientConn) releaseReader() {
+	if c.r == nil || c.r.Buffered() > 0 || len(c.pre.pending) > 0 {
+		return
+	}
+	c.r.Reset(nil)
+	readerPool.Put(c.r)
+	c.r, c.fr.r = nil, nil
+}
+
+// buffered returns how many received bytes wait to be read.
+func (c *clientConn) buffered() int {
+	if c.r == nil {
+		return 0
+	}
+	return c.r.Buffered()
 }
 
 func (c *clientConn) send(b []byte) error {
@@ -40,7 +90,35 @@ func (c *clientConn) send(b []byte) error {
 	return err
 }
 
-func (c *clientConn) read() (byte, []byte, error) { return c.fr.next() }
+func (c *clientConn) read() (byte, []byte, error) {
+	if c.r == nil {
+		if err := c.awaitFirstByte(); err != nil {
+			return 0, nil, err
+		}
+	}
+	return c.fr.next()
+}
+
+// awaitFirstByte waits, without a buffer, for the next byte of an idle
+// client, then takes a buffer from the pool.
+func (c *clientConn) awaitFirstByte() error {
+	n, err := c.Conn.Read(c.first[:])
+	if n == 0 {
+		if err == nil {
+			err = io.ErrNoProgress
+		}
+		return err
+	}
+	c.acquireReader(c.first[:n])
+	return nil
+}
+
+// setConn replaces the socket (after a TLS handshake).
+func (c *clientConn) setConn(nc net.Conn) {
+	c.Conn = nc
+	c.pre.conn = nc
+	c.r.Reset(&c.pre)
+}
 
 // startupRequest is what a client asked for before authentication.
 type startupRequest struct {
@@ -94,8 +172,7 @@ func readStartup(c *clientConn, tlsConf *tls.Config) (*startupRequest, error) {
 			if err := tc.Handshake(); err != nil {
 				return nil, fmt.Errorf("tls handshake: %w", err)
 			}
-			c.Conn = tc
-			c.r.Reset(tc)
+			c.setConn(tc)
 		case codeGSSENCRequest:
 			if gssDone {
 				return nil, protocolError("GSSENCRequest sent twice")
