@@ -1,0 +1,50 @@
+// Package proxy serves PostgreSQL clients: startup and TLS, authentication
+// (SCRAM-SHA-256, md5, trust), and every message of the simple and extended
+// protocols, relayed to server connections borrowed from package pool.
+//
+// # One session, two goroutines
+//
+// Each client has one goroutine that reads the client and writes to the
+// attached server connection. While a server connection is attached, a
+// second goroutine relays what the server sends. Both share the session's
+// state under one mutex; socket I/O never happens under it, so a slow client
+// cannot block the server side or the reverse (large pipelines cannot
+// deadlock).
+//
+// # Transaction pooling
+//
+// A server connection is borrowed at the first message that needs one and
+// handed back at ReadyForQuery 'I' with nothing in flight (every forwarded
+// message is matched to its reply in an ordered queue of "slots"). What a
+// transaction-pooled client must not notice:
+//
+//   - Prepared statements. A client's named statement is renamed to a
+//     proxy-global name derived from its text and parameter types
+//     (sw_<xxhash64>). Each server connection remembers which global
+//     statements it holds (a bounded LRU); a Bind or Describe on a connection
+//     that lacks the statement is preceded by an injected Parse whose
+//     ParseComplete is swallowed. The client's Close is answered by the proxy.
+//     A Parse of a statement some server already accepted is answered without
+//     borrowing, so a client preparing outside a transaction cannot starve
+//     (pgbench -M prepared with more clients than connections). The unnamed
+//     statement is re-sent when a Bind reaches a connection that lacks it.
+//   - Session state. SET/RESET/DISCARD (simple or extended protocol) are
+//     tracked per client from the statement text once Postgres confirms them
+//     (inside a transaction: at COMMIT; dropped at ROLLBACK); startup
+//     parameters count too. A fingerprint of the state is compared on every
+//     borrow; a connection whose state differs gets "RESET ALL; SET …" first.
+//   - Things bound to one backend pin the client to its connection for the
+//     rest of the session: SQL PREPARE, LISTEN, session advisory locks, WITH
+//     HOLD cursors, temporary tables.
+//
+// In session mode a client keeps one connection; it is reset with DISCARD
+// ALL before another client gets it.
+//
+// # Failure
+//
+// A client that vanishes mid-transaction has its backend's query cancelled
+// and the connection discarded at once. A server connection that breaks is
+// reported to the client (08006) with a ReadyForQuery for every pending
+// Sync, and the session stays usable in transaction mode. A panic in one
+// session closes that client only.
+package proxy
