@@ -86,13 +86,13 @@ type session struct {
 	// ParameterStatus values the client has seen: seenBase is shared by
 	// every session (the server's values at login), seen holds this
 	// client's own.
-	seenBase map[string]string
-	seen     map[string]string
-	cycleEffects    []*queryEffects   // committed by the next ReadyForQuery
-	txnEffects      []*queryEffects   // waiting for COMMIT
-	rolledBack      bool // the last CommandComplete was ROLLBACK
-	injectFailed    string
-	cancelling      int
+	seenBase     map[string]string
+	seen         map[string]string
+	cycleEffects []*queryEffects // committed by the next ReadyForQuery
+	txnEffects   []*queryEffects // waiting for COMMIT
+	rolledBack   bool            // the last CommandComplete was ROLLBACK
+	injectFailed string
+	cancelling   int
 
 	writeMu sync.Mutex // serialises writes to the client socket
 
