@@ -2,6 +2,8 @@ package proxy
 
 import (
 	"strings"
+
+	"github.com/shardwire/shardwire/router"
 )
 
 // queryEffects is what a statement does to session state that shardwire
@@ -13,8 +15,9 @@ type queryEffects struct {
 	pin           string // why the session cannot be pooled any more
 }
 
+// setChange is one SET or RESET. sql re-applies it on another connection.
 type setChange struct {
-	name, value     string
+	name, sql       string
 	reset, resetAll bool
 }
 
@@ -32,44 +35,51 @@ func (e *queryEffects) empty() bool {
 	return e == nil || (len(e.sets) == 0 && !e.discardAll && !e.deallocateAll && e.pin == "")
 }
 
-// analyzeQuery inspects SQL text for session-state changes. It returns nil
-// for the common case of a statement with none.
-// TEMPORARY: replaced by router.Inspect once the router package lands.
+// analyzeQuery inspects SQL text for session-state changes with the
+// router's lexer. It returns nil for the common case of a statement with
+// none. Nothing it returns aliases sql.
 func analyzeQuery(sql string) *queryEffects {
-	l := strings.ToLower(strings.TrimSpace(sql))
+	var buf [1]router.Statement
+	stmts := router.AppendInspect(buf[:0], sql)
 	var eff queryEffects
-	switch {
-	case strings.HasPrefix(l, "set local"), strings.HasPrefix(l, "set transaction"), strings.HasPrefix(l, "set session characteristics"):
-	case strings.HasPrefix(l, "set "):
-		rest := strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(sql[4:]), ";"))
-		rest = strings.TrimPrefix(strings.TrimPrefix(rest, "SESSION "), "session ")
-		name, val, ok := strings.Cut(rest, "=")
-		if !ok {
-			name, val, ok = strings.Cut(rest, " to ")
-			if !ok {
-				name, val, ok = strings.Cut(rest, " TO ")
+	for i := range stmts {
+		st := &stmts[i]
+		if st.Pin != "" && eff.pin == "" {
+			eff.pin = st.Pin
+		}
+		switch st.Command {
+		case router.CmdSet, router.CmdReset:
+			eff.addSet(st.Set)
+			for _, more := range st.SetMore {
+				eff.addSet(more)
+			}
+		case router.CmdDiscard:
+			if st.All {
+				eff.discardAll = true
+			}
+		case router.CmdDeallocate:
+			if st.All {
+				eff.deallocateAll = true
 			}
 		}
-		if ok {
-			eff.sets = append(eff.sets, setChange{name: strings.ToLower(strings.TrimSpace(name)), value: strings.TrimSpace(val)})
-		}
-	case l == "reset all" || l == "reset all;":
-		eff.sets = append(eff.sets, setChange{resetAll: true})
-	case strings.HasPrefix(l, "reset "):
-		eff.sets = append(eff.sets, setChange{name: strings.TrimSuffix(strings.TrimSpace(l[6:]), ";"), reset: true})
-	case strings.HasPrefix(l, "discard all"):
-		eff.discardAll = true
-	case strings.HasPrefix(l, "deallocate all"):
-		eff.deallocateAll = true
-	case strings.HasPrefix(l, "prepare "):
-		eff.pin = "PREPARE"
-	case strings.HasPrefix(l, "listen "):
-		eff.pin = "LISTEN"
-	case strings.Contains(l, "pg_advisory_lock("):
-		eff.pin = "advisory lock"
 	}
 	if eff.empty() {
 		return nil
 	}
 	return &eff
+}
+
+func (e *queryEffects) addSet(sc router.SetCommand) {
+	// SET LOCAL and SET TRANSACTION end with the transaction: not session state.
+	if sc.Local || sc.Transaction {
+		return
+	}
+	switch {
+	case sc.ResetAll:
+		e.sets = append(e.sets, setChange{resetAll: true})
+	case sc.Reset:
+		e.sets = append(e.sets, setChange{name: strings.Clone(sc.Name), reset: true})
+	case sc.Name != "":
+		e.sets = append(e.sets, setChange{name: strings.Clone(sc.Name), sql: sc.SQL()})
+	}
 }

@@ -8,8 +8,7 @@ import (
 )
 
 // sessionParams is a client's session state as SQL to re-apply on any server
-// connection: parameter name (lower case) -> value as SQL text for
-// `SET name = value`. Its fingerprint is compared on every borrow, so a server
+// connection: parameter name (lower case) -> the statement that sets it. Its fingerprint is compared on every borrow, so a server
 // connection is touched only when its state differs from the client's.
 type sessionParams struct {
 	vals map[string]string
@@ -31,7 +30,7 @@ func newSessionParams(startup map[string]string) (sessionParams, error) {
 		if !validParamName(k) {
 			return p, &clientError{fatal: true, code: "42704", msg: "unrecognized configuration parameter \"" + k + "\""}
 		}
-		p.vals[strings.ToLower(k)] = quoteLiteral(v)
+		p.vals[strings.ToLower(k)] = setSQL(strings.ToLower(k), v)
 	}
 	// options: "-c name=value" pairs (and "--name=value"), as libpq sends PGOPTIONS.
 	if opts := startup["options"]; opts != "" {
@@ -55,7 +54,7 @@ func newSessionParams(startup map[string]string) (sessionParams, error) {
 			if !ok || !validParamName(k) {
 				return p, &clientError{fatal: true, code: "42704", msg: "invalid startup option \"" + kv + "\""}
 			}
-			p.vals[k] = quoteLiteral(v)
+			p.vals[k] = setSQL(k, v)
 		}
 	}
 	p.rehash()
@@ -101,8 +100,9 @@ func validParamName(k string) bool {
 	return true
 }
 
-func quoteLiteral(v string) string {
-	return "'" + strings.ReplaceAll(v, "'", "''") + "'"
+// setSQL is the statement that sets a startup parameter.
+func setSQL(name, value string) string {
+	return "SET " + name + " = '" + strings.ReplaceAll(value, "'", "''") + "'"
 }
 
 func (p *sessionParams) own() {
@@ -158,9 +158,7 @@ func (p *sessionParams) applySQL() string {
 	var b strings.Builder
 	b.WriteString("RESET ALL")
 	for _, k := range keys {
-		b.WriteString(";SET ")
-		b.WriteString(k)
-		b.WriteString(" = ")
+		b.WriteByte(';')
 		b.WriteString(p.vals[k])
 	}
 	return b.String()

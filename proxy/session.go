@@ -1023,7 +1023,7 @@ func (s *session) applyEffects(e *queryEffects) {
 				s.params.reset(sc.name)
 			}
 		default:
-			s.params.set(sc.name, sc.value)
+			s.params.set(sc.name, sc.sql)
 		}
 	}
 	if e.discardAll {
