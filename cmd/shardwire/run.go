@@ -41,45 +41,58 @@ func runProxy(args []string, stderr io.Writer) int {
 	log := newLogger(cfg.Log, stderr)
 	slog.SetDefault(log)
 
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	if err := serveProxy(ctx, cfg, log, nil); err != nil {
+		log.Error("shardwire stopped", "err", err)
+		return 1
+	}
+	return 0
+}
+
+// serveProxy runs the proxy for cfg until ctx ends, then drains: it stops
+// accepting, lets open transactions finish within limits.shutdown_timeout,
+// and returns nil. ready, if set, is called with the listen address once
+// clients can connect.
+func serveProxy(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func(addr string)) error {
 	srv, err := proxy.New(cfg, log)
 	if err != nil {
-		log.Error("cannot start", "err", err)
-		return 1
+		return err
 	}
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
-		log.Error("cannot listen", "addr", cfg.Listen, "err", err)
-		return 1
+		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
 	}
-	log.Info("shardwire listening", "addr", ln.Addr().String(), "version", version, "config", file, "pool_mode", cfg.Pool.Mode)
-
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	log.Info("shardwire listening", "addr", ln.Addr().String(), "version", version, "config", cfg.Path, "pool_mode", cfg.Pool.Mode)
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
-
+	if ready != nil {
+		ready(ln.Addr().String())
+	}
 	select {
 	case err := <-serveErr:
-		if err != nil {
-			log.Error("serve failed", "err", err)
-			return 1
-		}
-		return 0
-	case sig := <-sigs:
-		log.Info("draining", "signal", sig.String(), "timeout", cfg.Limits.ShutdownTimeout)
+		return err
+	case <-ctx.Done():
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), cfg.Limits.ShutdownTimeout)
+	log.Info("draining", "timeout", cfg.Limits.ShutdownTimeout)
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.Limits.ShutdownTimeout)
 	defer cancel()
+	// A second signal skips the wait.
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(sigs)
 	go func() {
-		// A second signal skips the wait.
-		<-sigs
-		cancel()
+		select {
+		case <-sigs:
+			cancel()
+		case <-sctx.Done():
+		}
 	}()
-	if err := srv.Shutdown(ctx); err != nil && !errors.Is(err, context.Canceled) {
+	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, context.Canceled) {
 		log.Warn("shutdown", "err", err)
 	}
 	log.Info("stopped")
-	return 0
+	return nil
 }
 
 func newLogger(c config.Log, w io.Writer) *slog.Logger {
