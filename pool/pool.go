@@ -33,12 +33,26 @@ type Options struct {
 	MaxLifetime    time.Duration
 	ConnectTimeout time.Duration
 
+	// Breaker, if set, is asked before every dial and told every result, so
+	// a dead node is not dialled by every client (health's circuit breaker).
+	Breaker Breaker
+
 	// Connect, if set, replaces dialling Postgres: it returns a connection
 	// that has completed startup (benchmarks use an in-memory server).
 	Connect func(ctx context.Context) (net.Conn, ServerInfo, error)
 
 	Logger *slog.Logger
 }
+
+// Breaker decides whether a node may be dialled now.
+type Breaker interface {
+	AllowDial(addr string) bool
+	DialResult(addr string, err error)
+}
+
+// ErrBreakerOpen is returned by Borrow while the node's circuit breaker
+// refuses dials after repeated failures.
+var ErrBreakerOpen = errors.New("node is not being dialled after repeated connection failures")
 
 // ServerInfo is what a backend told a new connection at startup.
 type ServerInfo struct {
@@ -97,6 +111,7 @@ type Pool struct {
 
 	borrows, dials, dialErrors, discards atomic.Uint64
 	waitNanos                            atomic.Int64
+	inUse                                atomic.Int64 // borrowed, not yet back
 
 	stop chan struct{}
 	wg   sync.WaitGroup
@@ -146,6 +161,7 @@ func (p *Pool) Borrow(ctx context.Context) (*Conn, error) {
 			p.idle = p.idle[:n-1]
 			p.mu.Unlock()
 			if p.usable(c) {
+				p.inUse.Add(1)
 				return c, nil
 			}
 			p.closeConn(c)
@@ -171,6 +187,7 @@ func (p *Pool) Borrow(ctx context.Context) (*Conn, error) {
 				return p.dialCounted(ctx)
 			}
 			if p.usable(g.c) {
+				p.inUse.Add(1)
 				return g.c, nil
 			}
 			p.closeConn(g.c)
@@ -188,6 +205,7 @@ func (p *Pool) Borrow(ctx context.Context) (*Conn, error) {
 			select {
 			case g := <-ch:
 				if g.c != nil {
+					p.inUse.Add(1) // Return counts it back
 					p.Return(g.c)
 				} else {
 					p.release()
@@ -217,6 +235,7 @@ func (p *Pool) TryBorrow() (*Conn, bool) {
 		p.mu.Unlock()
 		p.borrows.Add(1)
 		if p.usable(c) {
+			p.inUse.Add(1)
 			return c, true
 		}
 		p.closeConn(c)
@@ -225,13 +244,25 @@ func (p *Pool) TryBorrow() (*Conn, bool) {
 
 // dialCounted dials a connection whose slot in open is already counted.
 func (p *Pool) dialCounted(ctx context.Context) (*Conn, error) {
+	if b := p.opts.Breaker; b != nil && !b.AllowDial(p.opts.Addr) {
+		p.release()
+		return nil, ErrBreakerOpen
+	}
 	c, err := p.dial(ctx)
+	if b := p.opts.Breaker; b != nil {
+		b.DialResult(p.opts.Addr, err)
+	}
 	if err != nil {
 		p.release()
 		return nil, err
 	}
+	p.inUse.Add(1)
 	return c, nil
 }
+
+// InUse returns how many connections are borrowed now: the node's
+// outstanding work, for least-outstanding balancing.
+func (p *Pool) InUse() int64 { return p.inUse.Load() }
 
 // usable reports whether an idle connection may be handed out.
 func (p *Pool) usable(c *Conn) bool {
@@ -260,6 +291,7 @@ func (p *Pool) Return(c *Conn) {
 	if c.done {
 		return
 	}
+	p.inUse.Add(-1)
 	c.returned = time.Now()
 	p.mu.Lock()
 	if p.closed {
@@ -283,6 +315,7 @@ func (p *Pool) Discard(c *Conn) {
 	if c.done {
 		return
 	}
+	p.inUse.Add(-1)
 	p.discards.Add(1)
 	p.closeConn(c)
 }

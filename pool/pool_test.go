@@ -1,0 +1,163 @@
+package pool
+
+import (
+	"context"
+	"errors"
+	"net"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// pipeConnect returns a Connect func over in-memory pipes whose far ends are
+// closed when the test ends; dials counts calls.
+func pipeConnect(t *testing.T, dials *atomic.Int64) func(context.Context) (net.Conn, ServerInfo, error) {
+	var mu sync.Mutex
+	var far []net.Conn
+	t.Cleanup(func() {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range far {
+			c.Close()
+		}
+	})
+	return func(ctx context.Context) (net.Conn, ServerInfo, error) {
+		dials.Add(1)
+		a, b := net.Pipe()
+		mu.Lock()
+		far = append(far, b)
+		mu.Unlock()
+		return a, ServerInfo{PID: uint32(dials.Load())}, nil
+	}
+}
+
+func TestBorrowReturnAndBound(t *testing.T) {
+	t.Parallel()
+	var dials atomic.Int64
+	p := New(Options{Addr: "x:1", Size: 2, Connect: pipeConnect(t, &dials)})
+	defer p.Close()
+	ctx := context.Background()
+	a, err := p.Borrow(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := p.Borrow(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.InUse() != 2 {
+		t.Fatalf("in use %d, want 2", p.InUse())
+	}
+	// The pool is full: a third borrower times out with ErrTimeout.
+	tctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	_, err = p.Borrow(tctx)
+	cancel()
+	if !errors.Is(err, ErrTimeout) {
+		t.Fatalf("err %v, want ErrTimeout", err)
+	}
+	// A waiter gets the connection handed back.
+	got := make(chan *Conn)
+	go func() {
+		c, err := p.Borrow(ctx)
+		if err != nil {
+			t.Error(err)
+		}
+		got <- c
+	}()
+	time.Sleep(20 * time.Millisecond)
+	p.Return(a)
+	if c := <-got; c != a {
+		t.Fatalf("waiter got %p, want the returned %p", c, a)
+	}
+	// A discarded connection frees its slot for a new dial.
+	p.Discard(b)
+	c, err := p.Borrow(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dials.Load() != 3 || c == b {
+		t.Fatalf("dials %d, want a third after a discard", dials.Load())
+	}
+	p.Return(a)
+	p.Return(c)
+	if p.InUse() != 0 || p.Stats().Idle != 2 {
+		t.Fatalf("in use %d idle %d", p.InUse(), p.Stats().Idle)
+	}
+	if tc, ok := p.TryBorrow(); !ok || tc == nil {
+		t.Fatal("TryBorrow found no idle connection")
+	}
+}
+
+type refusingBreaker struct{ asked atomic.Int64 }
+
+func (b *refusingBreaker) AllowDial(string) bool    { b.asked.Add(1); return false }
+func (b *refusingBreaker) DialResult(string, error) {}
+
+func TestBreakerStopsDials(t *testing.T) {
+	t.Parallel()
+	var dials atomic.Int64
+	br := &refusingBreaker{}
+	p := New(Options{Addr: "x:1", Size: 1, Connect: pipeConnect(t, &dials), Breaker: br})
+	defer p.Close()
+	_, err := p.Borrow(context.Background())
+	if !errors.Is(err, ErrBreakerOpen) || dials.Load() != 0 || br.asked.Load() != 1 {
+		t.Fatalf("err %v dials %d asked %d", err, dials.Load(), br.asked.Load())
+	}
+	if p.Stats().Open != 0 {
+		t.Fatalf("a refused dial kept its slot: open %d", p.Stats().Open)
+	}
+}
+
+func TestStatementCacheEvictsLeastRecentlyUsed(t *testing.T) {
+	t.Parallel()
+	c := NewStatementCache(2)
+	if ev := c.Add("a", "qa"); ev != nil {
+		t.Fatal(ev)
+	}
+	c.Add("b", "qb")
+	if !c.Has("a", "qa") { // a is now the most recent
+		t.Fatal("a missing")
+	}
+	ev := c.Add("c", "qc")
+	if len(ev) != 1 || ev[0] != "b" {
+		t.Fatalf("evicted %v, want [b]", ev)
+	}
+	if c.Has("a", "other text") {
+		t.Fatal("Has matched a different query under the same name")
+	}
+	c.Clear()
+	if c.Len() != 0 || c.Contains("a") {
+		t.Fatal("Clear left entries")
+	}
+}
+
+func TestConcurrentBorrowers(t *testing.T) {
+	t.Parallel()
+	var dials atomic.Int64
+	p := New(Options{Addr: "x:1", Size: 3, Connect: pipeConnect(t, &dials)})
+	defer p.Close()
+	var wg sync.WaitGroup
+	var maxInUse atomic.Int64
+	for i := 0; i < 16; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := 0; j < 200; j++ {
+				c, err := p.Borrow(context.Background())
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if n := p.InUse(); n > maxInUse.Load() {
+					maxInUse.Store(n)
+				}
+				p.Return(c)
+			}
+		}()
+	}
+	wg.Wait()
+	if maxInUse.Load() > 3 || dials.Load() > 3 || p.InUse() != 0 {
+		t.Fatalf("max in use %d, dials %d, in use now %d (size 3)", maxInUse.Load(), dials.Load(), p.InUse())
+	}
+}
