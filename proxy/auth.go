@@ -65,7 +65,11 @@ func scramCredentials(user, password string) (scram.StoredCredentials, error) {
 	}
 	salt := make([]byte, 16)
 	_, _ = rand.Read(salt)
-	return client.GetStoredCredentials(scram.KeyFactors{Salt: string(salt), Iters: scramIterations}), nil
+	creds, err := client.GetStoredCredentialsWithError(scram.KeyFactors{Salt: string(salt), Iters: scramIterations})
+	if err != nil {
+		return scram.StoredCredentials{}, fmt.Errorf("scram credentials for %q: %w", user, err)
+	}
+	return creds, nil
 }
 
 var errAuthFailed = errors.New("password authentication failed")

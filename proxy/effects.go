@@ -39,11 +39,31 @@ func (e *queryEffects) empty() bool {
 // router's lexer. It returns nil for the common case of a statement with
 // none. Nothing it returns aliases sql.
 func analyzeQuery(sql string) *queryEffects {
+	return inspectQuery(sql).effects
+}
+
+// inspectQuery runs the lexer over a Query string once, for session state,
+// hints and the statements the proxy answers itself.
+func inspectQuery(sql string) queryInfo {
 	var buf [1]router.Statement
 	stmts := router.AppendInspect(buf[:0], sql)
+	var info queryInfo
 	var eff queryEffects
+	if len(stmts) == 1 {
+		info.single = true
+		info.stmt = stmts[0]
+	}
 	for i := range stmts {
 		st := &stmts[i]
+		if st.Hints.Any() {
+			h := st.Hints
+			if info.hints.Role == router.RoleAuto {
+				info.hints.Role = h.Role
+			}
+			if info.hints.Err == nil {
+				info.hints.Err = h.Err
+			}
+		}
 		if st.Pin != "" && eff.pin == "" {
 			eff.pin = st.Pin
 		}
@@ -63,10 +83,10 @@ func analyzeQuery(sql string) *queryEffects {
 			}
 		}
 	}
-	if eff.empty() {
-		return nil
+	if !eff.empty() {
+		info.effects = &eff
 	}
-	return &eff
+	return info
 }
 
 func (e *queryEffects) addSet(sc router.SetCommand) {

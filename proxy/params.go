@@ -156,7 +156,8 @@ func (p *sessionParams) applySQL() string {
 	}
 	sort.Strings(keys)
 	var b strings.Builder
-	b.WriteString("RESET ALL")
+	// RESET ALL leaves role and session_authorization alone.
+	b.WriteString("RESET ALL;RESET SESSION AUTHORIZATION;RESET ROLE")
 	for _, k := range keys {
 		b.WriteByte(';')
 		b.WriteString(p.vals[k])

@@ -17,7 +17,9 @@ import (
 	"time"
 
 	"github.com/shardwire/shardwire/config"
+	"github.com/shardwire/shardwire/health"
 	"github.com/shardwire/shardwire/pool"
+	"github.com/shardwire/shardwire/router"
 )
 
 // reportedParams are the parameters Postgres reports with ParameterStatus
@@ -48,6 +50,9 @@ type Server struct {
 	metrics  counters
 
 	statements statementRegistry
+	analyzer   *router.Analyzer
+	checker    *health.Checker // nil: every shard's configured primary, no replicas
+	roundRobin atomic.Uint64
 
 	// connect replaces dialling Postgres in this package's benchmarks.
 	connect func(ctx context.Context, addr string) (net.Conn, pool.ServerInfo, error)
@@ -71,7 +76,8 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: log, auth: auth, pools: map[poolKey]*pool.Pool{}, sessions: map[uint32]*session{}}
+	s := &Server{cfg: cfg, log: log, auth: auth, pools: map[poolKey]*pool.Pool{}, sessions: map[uint32]*session{},
+		analyzer: router.NewAnalyzer(router.Config{ReadOnlyFunctions: cfg.Routing.ReadOnlyFunctions})}
 	if cfg.TLS != nil {
 		cert, err := tls.LoadX509KeyPair(cfg.TLS.Cert, cfg.TLS.Key)
 		if err != nil {
@@ -216,11 +222,7 @@ func (s *Server) handshake(cc *clientConn) (*session, error) {
 	s.register(sess)
 
 	// Parameters as a server would report them, with the client's own values.
-	p, err := s.poolFor(sess)
-	if err != nil {
-		s.unregister(sess)
-		return nil, err
-	}
+	p := s.pool(s.defaultPrimary(), user)
 	pctx, pcancel := context.WithTimeout(context.Background(), s.cfg.Pool.AcquireTimeout)
 	serverParams, err := p.ServerParams(pctx)
 	pcancel()
@@ -295,15 +297,21 @@ func (s *Server) cancel(pid uint32, key []byte) {
 	sess.cancelRequest()
 }
 
-// poolFor returns the pool a session's next transaction uses. Routing and
-// sharding decide this per statement in later stages; for now every query
-// goes to the default shard's primary.
-func (s *Server) poolFor(sess *session) (*pool.Pool, error) {
-	sh, ok := s.cfg.Shard(s.cfg.DefaultShardName())
-	if !ok {
-		return nil, &clientError{code: codeInternalError, msg: "no default shard configured"}
+// UseHealth makes routing follow c's topology: writes to each shard's
+// current writer, reads to replicas fit to serve them, dials through c's
+// circuit breakers. Call it before Serve.
+func (s *Server) UseHealth(c *health.Checker) { s.checker = c }
+
+// defaultPrimary is the node whose parameters clients see at login.
+func (s *Server) defaultPrimary() string {
+	shard := s.cfg.DefaultShardName()
+	if s.checker != nil {
+		if w := s.checker.Topology().Writer(shard); w != nil {
+			return w.Addr
+		}
 	}
-	return s.pool(sh.Primary, sess.user), nil
+	sh, _ := s.cfg.Shard(shard)
+	return sh.Primary
 }
 
 func (s *Server) pool(addr string, user config.User) *pool.Pool {
@@ -317,6 +325,9 @@ func (s *Server) pool(addr string, user config.User) *pool.Pool {
 			Addr: addr, User: user.Name, Password: user.ServerPassword, Database: s.cfg.Database,
 			Size: pc.Size, MinIdle: pc.MinIdle, IdleTimeout: pc.IdleTimeout, MaxLifetime: pc.MaxLifetime,
 			ConnectTimeout: pc.ConnectTimeout, Logger: s.log,
+		}
+		if s.checker != nil {
+			opts.Breaker = s.checker
 		}
 		if s.connect != nil {
 			opts.Connect = func(ctx context.Context) (net.Conn, pool.ServerInfo, error) { return s.connect(ctx, addr) }

@@ -7,11 +7,13 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/shardwire/shardwire/config"
 	"github.com/shardwire/shardwire/pool"
+	"github.com/shardwire/shardwire/router"
 )
 
 // slotKind says what reply a forwarded (or synthesised) message expects.
@@ -93,6 +95,15 @@ type session struct {
 	rolledBack   bool            // the last CommandComplete was ROLLBACK
 	injectFailed string
 	cancelling   int
+
+	// Routing state, owned by the client goroutine.
+	roleSetting router.Role // SET shardwire.role
+	ryw         []rywMark
+	deferred    []string // BEGIN (and SET TRANSACTION …) held until the first statement
+	deferredRO  bool     // the deferred transaction is READ ONLY
+	unnamedRead bool     // the client's unnamed statement is a read
+	attachShard string
+	attachWrite bool // the attached connection is on a shard's writer for writing
 
 	writeMu sync.Mutex // serialises writes to the client socket
 
@@ -270,7 +281,7 @@ func (s *session) attached() bool {
 // lockAttached makes sure a server connection is attached and returns with
 // mu held, so the caller's slots are queued before the relay goroutine can
 // release the connection. On error mu is not held.
-func (s *session) lockAttached() error {
+func (s *session) lockAttached(req routeRequest) error {
 	s.mu.Lock()
 	if c := s.server; c != nil {
 		if c.StateFingerprint != s.params.fp && s.queueEmpty() && s.txStatus == 'I' {
@@ -279,7 +290,13 @@ func (s *session) lockAttached() error {
 		return nil
 	}
 	s.mu.Unlock()
-	p, err := s.srv.poolFor(s)
+	if len(s.deferred) > 0 {
+		// A deferred transaction goes where its first statement goes; only
+		// a READ ONLY one may go to a replica.
+		req.read = req.read && s.deferredRO
+	}
+	shard := s.srv.cfg.DefaultShardName()
+	p, isWriter, err := s.chooseNode(shard, req)
 	if err != nil {
 		return err
 	}
@@ -302,9 +319,15 @@ func (s *session) lockAttached() error {
 	c.Prepared.SetMax(s.srv.cfg.Pool.PreparedStatementsCache)
 	s.mu.Lock()
 	s.server, s.pool = c, p
+	s.attachShard, s.attachWrite = shard, isWriter && !req.read
 	s.unnamedOnServer = false
 	if c.StateFingerprint != s.params.fp {
 		s.syncStateLocked(c)
+	}
+	if len(s.deferred) > 0 {
+		s.push(slot{kind: slotInjectQuery})
+		s.srvOut = appendQuery(s.srvOut, strings.Join(s.deferred, ";"))
+		s.deferred = nil
 	}
 	s.relay.Add(1)
 	go s.serverLoop(c, p)
@@ -337,7 +360,7 @@ func (s *session) pop() {
 
 // forward sends a client message that needs a server.
 func (s *session) forward(kind slotKind, typ byte, body []byte, eff *queryEffects) error {
-	if err := s.lockAttached(); err != nil {
+	if err := s.lockAttached(routeRequest{}); err != nil {
 		return s.localError(err)
 	}
 	s.push(slot{kind: kind, effects: eff})
@@ -374,21 +397,26 @@ func (s *session) handleQuery(typ byte, body []byte) error {
 	if len(body) == 0 || body[len(body)-1] != 0 {
 		return protocolError("malformed Query message")
 	}
-	sql := body[:len(body)-1]
-	eff := analyzeQuery(string(sql))
+	sql := string(body[:len(body)-1])
+	info := inspectQuery(sql)
+	if err := info.hints.Err; err != nil {
+		return s.queryError(&clientError{code: "22023", msg: err.Error()})
+	}
+	if info.single {
+		if handled, err := s.localQuery(&info.stmt); handled || err != nil {
+			return err
+		}
+	}
+	eff := info.effects
 	if eff != nil && eff.pin != "" {
 		s.pin(eff.pin)
 	}
-	if err := s.lockAttached(); err != nil {
-		if lerr := s.localError(err); lerr != nil {
-			return lerr
-		}
-		// A simple Query ends with ReadyForQuery even when it failed.
-		s.clientSkip = false
-		s.mu.Lock()
-		s.out = appendReady(s.out, s.idleStatus())
-		s.mu.Unlock()
-		return nil
+	req := routeRequest{hint: info.hints.Role}
+	if !s.attached() {
+		req.read = s.srv.analyzer.Classify(sql).Class.IsRead()
+	}
+	if err := s.lockAttached(req); err != nil {
+		return s.queryError(err)
 	}
 	s.push(slot{kind: slotQuery, effects: eff})
 	s.mu.Unlock()
@@ -396,8 +424,100 @@ func (s *session) handleQuery(typ byte, body []byte) error {
 	return nil
 }
 
+// queryError answers a simple Query with an error and ReadyForQuery.
+func (s *session) queryError(err error) error {
+	if lerr := s.localError(err); lerr != nil {
+		return lerr
+	}
+	s.clientSkip = false
+	s.mu.Lock()
+	s.respondLocked(appendReady(nil, s.currentStatus()))
+	s.mu.Unlock()
+	return nil
+}
+
+// currentStatus is the transaction status the client should see now.
+func (s *session) currentStatus() byte {
+	if s.server == nil {
+		return s.idleStatus()
+	}
+	return s.txStatus
+}
+
+// localQuery answers single statements that need no server: shardwire's own
+// settings, and a BEGIN held back until the transaction's first statement
+// says where it goes (with the SET TRANSACTION, COMMIT or ROLLBACK that may
+// come before that).
+func (s *session) localQuery(st *router.Statement) (bool, error) {
+	if handled, err := s.shardwireSetting(st); handled {
+		if err != nil {
+			return true, s.queryError(err)
+		}
+		s.mu.Lock()
+		s.respondLocked(appendFrame(nil, 'C', []byte("SET\x00")))
+		s.respondLocked(appendReady(nil, s.currentStatus()))
+		s.mu.Unlock()
+		return true, nil
+	}
+	if !s.txnMode || s.attached() {
+		return false, nil
+	}
+	var tag string
+	switch {
+	case st.Command == router.CmdBegin && len(s.deferred) == 0 && s.idleStatus() == 'I':
+		s.deferred = []string{"BEGIN" + beginModes(st)}
+		s.deferredRO = st.TxAccess == router.TxReadOnly || (st.TxAccess == router.TxAccessDefault && s.defaultReadOnly())
+		s.txStatus, tag = 'T', "BEGIN"
+	case len(s.deferred) > 0 && st.Command == router.CmdSet && st.Set.Transaction:
+		s.deferred = append(s.deferred, st.Set.SQL())
+		if st.Set.TxAccess != router.TxAccessDefault {
+			s.deferredRO = st.Set.TxAccess == router.TxReadOnly
+		}
+		tag = "SET"
+	case len(s.deferred) > 0 && (st.Command == router.CmdCommit || st.Command == router.CmdRollback) && !st.Chain:
+		s.deferred = nil
+		s.txStatus = 'I'
+		tag = "COMMIT"
+		if st.Command == router.CmdRollback {
+			tag = "ROLLBACK"
+		}
+	default:
+		return false, nil
+	}
+	s.mu.Lock()
+	s.out = appendFrame(s.out, 'C', append([]byte(tag), 0))
+	s.out = appendReady(s.out, s.idleStatus())
+	s.mu.Unlock()
+	return true, nil
+}
+
+// beginModes returns the transaction modes of a BEGIN for replay.
+func beginModes(st *router.Statement) string {
+	switch st.TxAccess {
+	case router.TxReadOnly:
+		return " READ ONLY"
+	case router.TxReadWrite:
+		return " READ WRITE"
+	}
+	return ""
+}
+
+// defaultReadOnly reports whether the client set default_transaction_read_only.
+func (s *session) defaultReadOnly() bool {
+	v, ok := s.params.vals["default_transaction_read_only"]
+	if !ok {
+		return false
+	}
+	v = strings.ToLower(v[strings.LastIndexByte(v, '=')+1:])
+	v = strings.Trim(strings.TrimSpace(v), "'")
+	return v == "on" || v == "true" || v == "1" || v == "yes"
+}
+
 // idleStatus is the transaction status to report with no server attached.
 func (s *session) idleStatus() byte {
+	if len(s.deferred) > 0 {
+		return 'T'
+	}
 	if s.txStatus == 0 {
 		return 'I'
 	}
@@ -427,9 +547,14 @@ func (s *session) handleParse(body []byte) error {
 		if eff != nil && eff.pin != "" {
 			s.pin(eff.pin)
 		}
-		if err := s.lockAttached(); err != nil {
+		read := false
+		if !s.attached() {
+			read = s.srv.analyzer.Classify(string(query)).Class.IsRead()
+		}
+		if err := s.lockAttached(routeRequest{read: read}); err != nil {
 			return s.localError(err)
 		}
+		s.unnamedRead = read
 		s.unnamed = appendFrame(s.unnamed[:0], 'P', body)
 		s.unnamedEffects = queryEffects{}
 		if eff != nil {
@@ -447,7 +572,7 @@ func (s *session) handleParse(body []byte) error {
 	if exists {
 		return s.localError(&clientError{code: codeDuplicatePStatement, msg: fmt.Sprintf("prepared statement %q already exists", name)})
 	}
-	st := newPreparedStmt(query, rest)
+	st := newPreparedStmt(query, rest, s.srv.analyzer)
 	if st.effects.pin != "" {
 		s.pin(st.effects.pin)
 	}
@@ -463,7 +588,7 @@ func (s *session) handleParse(body []byte) error {
 		return nil
 	}
 	s.mu.Unlock()
-	if err := s.lockAttached(); err != nil {
+	if err := s.lockAttached(routeRequest{read: st.read}); err != nil {
 		return s.localError(err)
 	}
 	s.addStmt(string(name), st)
@@ -511,7 +636,7 @@ func (s *session) lockStmt(name []byte) (*preparedStmt, error) {
 	if st == nil {
 		return nil, &clientError{code: codeUndefinedPStatement, msg: fmt.Sprintf("prepared statement %q does not exist", name)}
 	}
-	if err := s.lockAttached(); err != nil {
+	if err := s.lockAttached(routeRequest{read: st.read}); err != nil {
 		return nil, err
 	}
 	if !s.server.Prepared.Has(st.global, st.key) {
@@ -541,7 +666,7 @@ func (s *session) handleBind(body []byte) error {
 	}
 	var eff *queryEffects
 	if len(name) == 0 {
-		if err := s.lockAttached(); err != nil {
+		if err := s.lockAttached(routeRequest{read: s.unnamedRead}); err != nil {
 			return s.localError(err)
 		}
 		s.ensureUnnamedLocked()
@@ -611,7 +736,7 @@ func (s *session) handleDescribe(body []byte) error {
 		return s.forward(slotDescribe, 'D', body, nil)
 	case 'S':
 		if len(name) == 0 {
-			if err := s.lockAttached(); err != nil {
+			if err := s.lockAttached(routeRequest{read: s.unnamedRead}); err != nil {
 				return s.localError(err)
 			}
 			s.ensureUnnamedLocked()
@@ -804,6 +929,9 @@ func (s *session) tryRelease(c *pool.Conn, p *pool.Pool) bool {
 	}
 	s.server, s.pool = nil, nil
 	s.unnamedOnServer = false
+	if s.attachWrite {
+		s.markWrite(s.attachShard)
+	}
 	s.mu.Unlock()
 	p.Return(c)
 	if s.srv.draining.Load() {
@@ -821,6 +949,9 @@ func (s *session) serverLost(c *pool.Conn, p *pool.Pool, err error) {
 		return
 	}
 	s.logger().Warn("server connection lost", "node", c.Addr(), "err", err)
+	if ch := s.srv.checker; ch != nil {
+		ch.ReportFailure(c.Addr(), err)
+	}
 	busy := !s.queueEmpty() || s.txStatus != 'I'
 	fatal := !s.txnMode || s.pinned != ""
 	if busy || fatal {

@@ -6,6 +6,8 @@ import (
 	"sync"
 
 	"github.com/cespare/xxhash/v2"
+
+	"github.com/shardwire/shardwire/router"
 )
 
 // preparedStmt is one protocol-level prepared statement of a client, under
@@ -21,9 +23,11 @@ type preparedStmt struct {
 	parse []byte
 	// effects of running the statement on session state.
 	effects queryEffects
+	// read: the statement may run on a replica (analysed once, at Parse).
+	read bool
 }
 
-func newPreparedStmt(query []byte, rest []byte) *preparedStmt {
+func newPreparedStmt(query []byte, rest []byte, an *router.Analyzer) *preparedStmt {
 	// rest is the Parse body after the query: int16 count + int32 OIDs.
 	h := xxhash.New()
 	_, _ = h.Write(query)
@@ -36,6 +40,7 @@ func newPreparedStmt(query []byte, rest []byte) *preparedStmt {
 	if eff := analyzeQuery(st.query); eff != nil {
 		st.effects = *eff
 	}
+	st.read = an.Classify(st.query).Class.IsRead()
 	return st
 }
 

@@ -82,14 +82,16 @@ func (c *shapeCache) add(h uint64, an *Analysis) *Analysis {
 	return an
 }
 
-// evictOne removes one entry by CLOCK. c.mu is held.
+// evictOne removes one entry by CLOCK. c.mu is held. Hits running
+// meanwhile may set bits again behind the hand, so after two full turns it
+// evicts the entry under the hand whatever its bit.
 func (c *shapeCache) evictOne() {
-	for {
+	for steps := 0; ; steps++ {
 		if c.hand >= len(c.ring) {
 			c.hand = 0
 		}
 		e := c.ring[c.hand]
-		if e.ref.Load() {
+		if e.ref.Load() && steps < 2*len(c.ring) {
 			e.ref.Store(false)
 			c.hand++
 			continue
@@ -107,11 +109,11 @@ func (c *shapeCache) evictOne() {
 
 // CacheStats describes an Analyzer's shape cache.
 type CacheStats struct {
-	Hits, Misses uint64
-	Entries      int
-	Bytes        int64 // estimated bytes held
-	Budget       int64
-	Evictions    uint64
+	Misses    uint64 // analyses run (cache misses and uncacheable text)
+	Entries   int
+	Bytes     int64 // estimated bytes held
+	Budget    int64
+	Evictions uint64
 }
 
 func (c *shapeCache) stats() CacheStats {

@@ -156,10 +156,13 @@ func (a *Analyzer) ClassifyWith(s *Scratch, sql string) *Analysis {
 	var odd bool
 	s.shape, s.lits, odd = appendNormalize(s.shape[:0], s.lits[:0], sql)
 	if odd {
-		// Invalid SQL whose shape may equal a valid statement's: analyse it
-		// on its own rather than share (or poison) that statement's entry.
+		// Not SQL (an unterminated literal, identifier or comment, or a raw
+		// $?), and its shape may equal a valid statement's: answer without
+		// the cache or the parser (PostgreSQL's scanner is slow on some
+		// unterminated input, e.g. a long run of "/*").
 		a.misses.Add(1)
-		return a.analyze(string(s.shape), sql)
+		return &Analysis{Shape: string(s.shape), Class: ClassUnknown,
+			Reason: "not valid SQL: unterminated literal, identifier or comment, or a stray $?"}
 	}
 	h := maphash.Bytes(a.seed, s.shape)
 	if an := a.cache.get(h, s.shape); an != nil {
@@ -171,7 +174,7 @@ func (a *Analyzer) ClassifyWith(s *Scratch, sql string) *Analysis {
 
 // Stats returns the cache's counters. Hits are not counted (a shared
 // counter on the hot path would make every session contend for it); the
-// caller knows its lookups.
+// caller knows how many lookups it made.
 func (a *Analyzer) Stats() CacheStats {
 	st := a.cache.stats()
 	st.Misses = a.misses.Load()
@@ -188,6 +191,17 @@ func (a *Analyzer) analyze(shape, sql string) (an *Analysis) {
 			an = &Analysis{Shape: shape, Class: ClassUnknown, Reason: fmt.Sprintf("analysis failed: %v", r)}
 		}
 	}()
+	if len(sql) > maxParseBytes {
+		an.Class = ClassUnknown
+		an.Reason = fmt.Sprintf("statement of %d bytes is too long to analyse (limit %d)", len(sql), maxParseBytes)
+		return an
+	}
+	if risk, chain := nestingRisk(shape); risk > maxNestingRisk || chain > maxDottedChain {
+		an.Class = ClassUnknown
+		an.Reason = fmt.Sprintf("statement too complex to analyse safely: %d operators, joins and set operations (limit %d), names of %d dotted parts (limit %d)",
+			risk, maxNestingRisk, chain, maxDottedChain)
+		return an
+	}
 	res, err := pg_query.Parse(sql)
 	if err != nil {
 		an.Class = ClassUnknown
@@ -214,6 +228,66 @@ func (a *Analyzer) analyze(shape, sql string) (an *Analysis) {
 		an.Class = ClassRead
 	}
 	return an
+}
+
+// Limits on what is handed to the parser. pg_query's C code turns the
+// parse tree into protobuf recursively, without PostgreSQL's stack depth
+// check: a left-deep chain of about 23,000 binary operators (1 + 1 + …),
+// casts, joins or UNIONs overflows an 8 MiB thread stack and kills the
+// process (measured with v6.2.5), and a thread with a 2 MiB stack would
+// fail near 6,000. Right-nested forms (parentheses, function calls, CASE,
+// unary operators) stop at the grammar's own stack limit with an error.
+// nestingRisk counts the tokens that can deepen a tree without nesting
+// brackets, which bounds that depth; above maxNestingRisk the statement is
+// not parsed and is routed as a write. Protobuf decoding in Go refuses
+// trees deeper than 10,000 anyway. The grammar also joins a dotted setting
+// name (SET a.b.c…) by copying it once per part, quadratic in the number
+// of parts, hence maxDottedChain; and parse time grows with length (about
+// 2 µs per select-list item), hence maxParseBytes.
+const (
+	maxNestingRisk = 3000
+	maxDottedChain = 64
+	maxParseBytes  = 256 << 10
+)
+
+// nestingRisk counts operators, casts and the keywords of left-associative
+// binary constructs in a shape, and finds its longest run of dots.
+func nestingRisk(shape string) (risk, longestChain int) {
+	var lx Lexer
+	lx.Reset(shape)
+	chain, afterDot := 0, false
+	for t := lx.Next(); t.Kind != TokEOF; t = lx.Next() {
+		dot := t.Kind == TokPunct && t.End-t.Start == 1 && shape[t.Start] == '.'
+		switch {
+		case dot:
+			chain++
+			longestChain = max(longestChain, chain)
+		case !afterDot:
+			chain = 0 // a name starts (or anything else)
+		}
+		afterDot = dot
+		switch t.Kind {
+		case TokOp:
+			risk++
+		case TokPunct:
+			if t.End-t.Start == 2 && shape[t.Start] == ':' && shape[t.Start+1] == ':' {
+				risk++
+			}
+		case TokIdent:
+			if riskKeywords[shape[t.Start:t.End]] {
+				risk++
+			}
+		}
+	}
+	return risk, longestChain
+}
+
+// riskKeywords are (lower-case, as in shapes) keywords of left-associative
+// binary constructs.
+var riskKeywords = map[string]bool{
+	"join": true, "union": true, "intersect": true, "except": true, "collate": true, "at": true,
+	"like": true, "ilike": true, "similar": true, "between": true, "in": true, "is": true,
+	"isnull": true, "notnull": true, "overlaps": true, "not": true,
 }
 
 // walker visits a parse tree, recording what makes it a write, the tables

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // classifyCases are statements with their expected class; tables, when
@@ -303,5 +304,85 @@ func TestClassifyConcurrent(t *testing.T) {
 	}
 	if st.Evictions == 0 {
 		t.Errorf("no evictions with a %d-byte budget and %d misses", st.Budget, st.Misses)
+	}
+}
+
+// TestClassifyLimits: statements that would crash or stall pg_query are
+// not parsed; they are routed as writes (ClassUnknown).
+func TestClassifyLimits(t *testing.T) {
+	t.Parallel()
+	a := NewAnalyzer(Config{})
+	tests := []struct {
+		name  string
+		sql   string
+		class Class
+	}{
+		// About 23,000 chained operators overflow pg_query's C stack.
+		{"operator chain", "SELECT 1" + strings.Repeat(" + 1", 50000), ClassUnknown},
+		{"cast chain", "SELECT 1" + strings.Repeat("::int", 30000), ClassUnknown},
+		{"join chain", "SELECT * FROM t" + strings.Repeat(" JOIN t ON true", 30000), ClassUnknown},
+		{"union chain", "SELECT 1" + strings.Repeat(" UNION SELECT 1", 60000), ClassUnknown},
+		{"just under the limit", "SELECT 1" + strings.Repeat(" + 1", maxNestingRisk-1), ClassRead},
+		{"dotted name", "SET " + strings.Repeat("a.", 20000) + "b = 1", ClassUnknown},
+		{"too long", "SELECT 1 FROM t WHERE id IN (" + strings.Repeat("1,", maxParseBytes/2) + "1)", ClassUnknown},
+		{"unterminated comments", strings.Repeat("/*", 50000), ClassUnknown},
+		{"deep parentheses", "SELECT " + strings.Repeat("(", 20000) + "1" + strings.Repeat(")", 20000), ClassUnknown},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			if an := a.Classify(tt.sql); an.Class != tt.class {
+				t.Errorf("class %v (%s), want %v", an.Class, an.Reason, tt.class)
+			}
+		})
+	}
+}
+
+// TestLinearTime: inputs that once made the lexer or Inspect quadratic.
+func TestLinearTime(t *testing.T) {
+	t.Parallel()
+	for _, sql := range []string{
+		strings.Repeat("U&'x' ", 50000),
+		strings.Repeat("U&\"x\" ", 50000),
+		"SET " + strings.Repeat("a.", 50000) + "b = 1",
+		strings.Repeat("'a'\n", 50000),
+		strings.Repeat("$a$ ", 50000),
+	} {
+		start := time.Now()
+		Inspect(sql)
+		Normalize(sql)
+		if d := time.Since(start); d > 5*time.Second {
+			t.Errorf("%.20q…: %v for %d bytes", sql, d, len(sql))
+		}
+	}
+}
+
+func TestClassifyWithScratch(t *testing.T) {
+	a := NewAnalyzer(Config{})
+	var s Scratch
+	sql := "SELECT * FROM t WHERE a = 'x' AND b = 42"
+	an := a.ClassifyWith(&s, sql)
+	if an.Class != ClassRead || string(s.Shape()) != an.Shape {
+		t.Fatalf("class %v, scratch shape %q, analysis shape %q", an.Class, s.Shape(), an.Shape)
+	}
+	var vals []string
+	for _, l := range s.Literals() {
+		v, err := l.Value(sql)
+		if err != nil {
+			t.Fatal(err)
+		}
+		vals = append(vals, v)
+	}
+	if strings.Join(vals, ",") != "x,42" {
+		t.Errorf("literal values %q", vals)
+	}
+	if got := a.ClassifyWith(&s, "select * from t where a = 'y' and b = 7"); got != an {
+		t.Error("same shape through the same scratch is not the cached analysis")
+	}
+	if allocs := testing.AllocsPerRun(100, func() { a.ClassifyWith(&s, sql) }); allocs != 0 {
+		t.Errorf("cached ClassifyWith allocates %v times, want 0", allocs)
+	}
+	if allocs := testing.AllocsPerRun(100, func() { a.Classify(sql) }); allocs != 0 && !raceEnabled {
+		t.Errorf("cached Classify allocates %v times, want 0", allocs)
 	}
 }

@@ -33,7 +33,10 @@
 //
 // Analyzer.Classify decides read or write with PostgreSQL's real grammar
 // (pg_query_go, PostgreSQL 17's parser) on a cache miss, behind a cache of
-// analyses keyed by shape and bounded in estimated bytes (see below).
+// analyses keyed by shape and bounded in estimated bytes (see below). It
+// also lists the tables a statement names. A session that keeps a Scratch
+// and calls ClassifyWith gets the shape and literals of each statement
+// without allocating.
 //
 // # Read or write
 //
@@ -103,6 +106,32 @@
 // /* */ or -- comments anywhere in the statement) overrides routing for that
 // statement. An unknown key or a bad value sets Hints.Err, which the proxy
 // should return to the client rather than guess.
+//
+// # Limits
+//
+// pg_query's C code converts the parse tree to protobuf recursively without
+// a stack check: a left-deep chain of about 23,000 binary operators, casts,
+// joins or UNIONs overflowed an 8 MiB thread stack and killed the process
+// (measured with pg_query_go v6.2.5). The Analyzer therefore does not parse
+// a statement with more than 3,000 such operators and keywords, a name of
+// more than 64 dotted parts (the grammar joins those quadratically), more
+// than 256 KiB of text, or text that cannot be SQL (an unterminated string,
+// identifier or comment, a stray $?); it routes them as ClassUnknown, with
+// the reason. Parsing costs about 2 µs per select-list item, so the 256 KiB
+// cap also bounds the CPU one cache miss can take. The grammar is
+// PostgreSQL 17's: it accepts a few forms PostgreSQL 15 rejects (0x1F,
+// 1_000), which the server then rejects itself, and a statement it cannot
+// parse is ClassUnknown, which is safe.
+//
+// # Literals and shapes
+//
+// The i-th literal Normalize (or Scratch.Literals) reports is the i-th $? of
+// the shape; Literal.Start is its offset in the original text, which is
+// what the parser reports as a constant's location (except that for a
+// negated number, -5 or - 5, the parser reports the minus sign's offset
+// and the lexer the digit's), so a cached analysis can refer to "literal
+// i" and each statement supplies the values with Literal.Value. Continued strings ('a' newline 'b') are one literal, and a
+// U&'…' literal includes its UESCAPE clause.
 //
 // # Cache
 //

@@ -132,7 +132,8 @@ type SetCommand struct {
 	// Value is the new value as SQL text, such that "SET <Name> = <Value>"
 	// applies it again (but see SQL, which also covers the forms that need
 	// their own syntax). A list such as a search_path keeps its commas.
-	// Empty when Reset or ResetAll.
+	// Empty when Reset or ResetAll. For SET TRANSACTION (Name "") it is the
+	// transaction mode list, e.g. "ISOLATION LEVEL SERIALIZABLE, READ ONLY".
 	Value string
 	// Local is SET LOCAL: the change ends with the transaction, so it is not
 	// session state.
@@ -156,12 +157,15 @@ type SetCommand struct {
 
 // SQL returns a statement that applies c to a session: "SET name = value",
 // or the special syntax a few settings need. For Reset it returns "RESET
-// name" and for ResetAll "RESET ALL". Names are quoted, so a custom setting
-// whose part is a reserved word (app."user") still works.
+// name", for ResetAll "RESET ALL" and for SET TRANSACTION "SET TRANSACTION
+// modes". Names are quoted, so a custom setting whose part is a reserved
+// word (app."user") still works.
 func (c SetCommand) SQL() string {
 	switch {
 	case c.ResetAll:
 		return "RESET ALL"
+	case c.Transaction && c.Name == "":
+		return "SET TRANSACTION " + c.Value
 	case c.Reset && c.Name == "session_authorization":
 		return "RESET SESSION AUTHORIZATION"
 	case c.Reset:
@@ -172,6 +176,8 @@ func (c SetCommand) SQL() string {
 		scope = "SET LOCAL "
 	}
 	switch c.Name {
+	case "transaction_snapshot": // not a real setting: only this syntax sets it
+		return "SET TRANSACTION SNAPSHOT " + c.Value
 	case "session_authorization":
 		return scope + "SESSION AUTHORIZATION " + c.Value
 	case "timezone":
@@ -705,6 +711,7 @@ func (s *stmtScanner) settingName(t Token) string {
 	if name == "" {
 		return ""
 	}
+	var b []byte // only for dotted names
 	for {
 		dot := s.next()
 		if !s.punct(dot, '.') {
@@ -717,7 +724,13 @@ func (s *stmtScanner) settingName(t Token) string {
 			s.unread(part)
 			break
 		}
-		name = name + "." + p
+		if b == nil {
+			b = append(b, name...)
+		}
+		b = append(append(b, '.'), p...)
+	}
+	if b != nil {
+		name = string(b)
 	}
 	return strings.ToLower(name)
 }
@@ -781,7 +794,11 @@ func (s *stmtScanner) parseSet() {
 			break // not valid SQL; leave it to the server
 		}
 		set.Transaction = true
+		comments := s.comments
 		set.TxAccess = s.parseTxModes(u)
+		if u.Kind != TokEOF {
+			set.Value = s.textOf(u, s.tok, s.comments != comments)
+		}
 	case s.kw(t, "time"):
 		u := s.next()
 		if !s.kw(u, "zone") {
@@ -871,12 +888,16 @@ func (s *stmtScanner) setValue(t Token) {
 		set.Reset = true
 		return
 	}
-	if s.comments == comments {
-		set.Value = s.sql[first.Start:last.End]
-		return
+	set.Value = s.textOf(first, last, s.comments != comments)
+}
+
+// textOf returns the statement text from first to last. If comments may
+// lie between them, it rebuilds the text without them, so that a --
+// comment cannot swallow what follows when the text is applied again.
+func (s *stmtScanner) textOf(first, last Token, comments bool) string {
+	if !comments {
+		return s.sql[first.Start:last.End]
 	}
-	// Comments inside the value: rebuild it without them, so a -- comment
-	// cannot swallow what follows when the value is applied again.
 	var b []byte
 	var lx Lexer
 	lx.Reset(s.sql[:last.End])
@@ -894,7 +915,7 @@ func (s *stmtScanner) setValue(t Token) {
 		b = append(b, text...)
 		prev = cur
 	}
-	set.Value = string(b)
+	return string(b)
 }
 
 // parseCharacteristics reads SET SESSION CHARACTERISTICS AS TRANSACTION

@@ -90,8 +90,9 @@ func TestInspect(t *testing.T) {
 		{"SET search_path = a, /* note */ b", []st{{Command: CmdSet, Set: SetCommand{Name: "search_path", Value: "a, b"}}}},
 		{"SET search_path = a, -- note\n b", []st{{Command: CmdSet, Set: SetCommand{Name: "search_path", Value: "a, b"}}}},
 		{"SET search_path = a -- trailing", []st{{Command: CmdSet, Set: SetCommand{Name: "search_path", Value: "a"}}}},
-		{"SET TRANSACTION READ ONLY", []st{{Command: CmdSet, Set: SetCommand{Transaction: true, TxAccess: TxReadOnly}}}},
-		{"SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ WRITE", []st{{Command: CmdSet, Set: SetCommand{Transaction: true, TxAccess: TxReadWrite}}}},
+		{"SET TRANSACTION READ ONLY", []st{{Command: CmdSet, Set: SetCommand{Value: "READ ONLY", Transaction: true, TxAccess: TxReadOnly}}}},
+		{"SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ WRITE", []st{{Command: CmdSet, Set: SetCommand{Value: "ISOLATION LEVEL REPEATABLE READ, READ WRITE", Transaction: true, TxAccess: TxReadWrite}}}},
+		{"SET TRANSACTION ISOLATION LEVEL SERIALIZABLE -- c", []st{{Command: CmdSet, Set: SetCommand{Value: "ISOLATION LEVEL SERIALIZABLE", Transaction: true}}}},
 		{"SET TRANSACTION SNAPSHOT '00000003-0000001B-1'", []st{{Command: CmdSet, Set: SetCommand{Name: "transaction_snapshot", Value: "'00000003-0000001B-1'", Transaction: true}}}},
 		{"SET transaction_read_only = on", []st{{Command: CmdSet, Set: SetCommand{Name: "transaction_read_only", Value: "on", Transaction: true, TxAccess: TxReadOnly}}}},
 		{"SET default_transaction_read_only TO 'off'", []st{{Command: CmdSet, Set: SetCommand{Name: "default_transaction_read_only", Value: "'off'", TxAccess: TxReadWrite}}}},
@@ -249,6 +250,9 @@ func TestInspectHints(t *testing.T) {
 				if i == 0 && tt.errSub != "" && !strings.Contains(g.Err.Error(), tt.errSub) {
 					t.Errorf("error %q does not contain %q", g.Err, tt.errSub)
 				}
+				if g.Any() != (w != Hints{}) {
+					t.Errorf("statement %d: Any() = %v for %+v", i, g.Any(), g)
+				}
 				g.Err, w.Err = nil, nil
 				if g != w {
 					t.Errorf("statement %d hints = %+v, want %+v", i, g, w)
@@ -275,6 +279,8 @@ func TestSetCommandSQL(t *testing.T) {
 		{"SET work_mem TO DEFAULT", `RESET "work_mem"`},
 		{"RESET ALL", "RESET ALL"},
 		{"SET NAMES 'LATIN1'", `SET "client_encoding" = 'LATIN1'`},
+		{"SET TRANSACTION ISOLATION LEVEL SERIALIZABLE, READ ONLY", "SET TRANSACTION ISOLATION LEVEL SERIALIZABLE, READ ONLY"},
+		{"SET TRANSACTION SNAPSHOT '0-1'", `SET TRANSACTION SNAPSHOT '0-1'`},
 	}
 	for _, tt := range tests {
 		got := Inspect(tt.sql).Statements[0].Set.SQL()
@@ -299,5 +305,15 @@ func TestAppendInspectNoAlloc(t *testing.T) {
 		if allocs != 0 {
 			t.Errorf("AppendInspect(%q) allocates %v times, want 0", sql, allocs)
 		}
+	}
+}
+
+func TestInspectionPin(t *testing.T) {
+	t.Parallel()
+	if got := Inspect("SELECT 1; LISTEN c; SELECT pg_advisory_lock(1)").Pin(); got != PinListen {
+		t.Errorf("Pin() = %q, want %q", got, PinListen)
+	}
+	if got := Inspect("SELECT 1; SELECT 2").Pin(); got != "" {
+		t.Errorf("Pin() = %q, want none", got)
 	}
 }

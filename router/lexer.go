@@ -82,9 +82,6 @@ type Lexer struct {
 // Reset starts scanning src from its beginning.
 func (l *Lexer) Reset(src string) { l.src, l.pos = src, 0 }
 
-// Pos returns the byte offset of the next unread byte.
-func (l *Lexer) Pos() int { return l.pos }
-
 // byte classes, built once. Bytes ≥ 0x80 are identifier characters, as in
 // PostgreSQL (multibyte UTF-8 sequences are letters to the scanner).
 const (
@@ -368,30 +365,46 @@ func (l *Lexer) word(p int) Token {
 }
 
 // uescapeEnd recognises an optional UESCAPE 'c' clause after a U& token
-// ending at p and returns the end of the clause, or 0 if there is none.
+// ending at p and returns the end of the clause, or 0 if there is none. It
+// scans by hand rather than with Next, which would look ahead again after
+// a following U& token and make a run of them quadratic.
 func uescapeEnd(src string, p int) int {
-	var lx Lexer
-	lx.src, lx.pos = src, p
-	t := lx.Next()
-	for t.Kind == TokComment {
-		t = lx.Next()
-	}
-	if t.Kind != TokIdent || !strings.EqualFold(t.Text(src), "uescape") {
+	p = skipSpaceAndComments(src, p)
+	const kw = "uescape"
+	if p+len(kw) > len(src) || !eqFold(src[p:p+len(kw)], kw) ||
+		(p+len(kw) < len(src) && isIdentCont(src[p+len(kw)])) {
 		return 0
 	}
-	t = lx.Next()
-	for t.Kind == TokComment {
-		t = lx.Next()
-	}
-	if t.Kind != TokString || t.Flags != 0 {
+	p = skipSpaceAndComments(src, p+len(kw))
+	// Exactly one character between quotes.
+	if p+3 > len(src) || src[p] != '\'' || src[p+1] == '\'' || src[p+2] != '\'' {
 		return 0
 	}
-	return t.End
+	return p + 3
+}
+
+// skipSpaceAndComments returns the offset of the first byte at or after p
+// that is not whitespace or inside a comment.
+func skipSpaceAndComments(src string, p int) int {
+	for p < len(src) {
+		switch {
+		case isSpace(src[p]):
+			p++
+		case src[p] == '-' && p+1 < len(src) && src[p+1] == '-':
+			p = lineEnd(src, p+2)
+		case src[p] == '/' && p+1 < len(src) && src[p+1] == '*':
+			p, _ = blockCommentEnd(src, p)
+		default:
+			return p
+		}
+	}
+	return p
 }
 
 // numberEnd scans a numeric constant at p (PostgreSQL 16 syntax: hex, octal
-// and binary integers, and _ between digits). Trailing identifier characters
-// are left for the next token, as PostgreSQL 15 does.
+// and binary integers, and _ between digits). Identifier characters right
+// after a number ("123abc"), which PostgreSQL 15 and later reject as
+// trailing junk, are left for the next token.
 func numberEnd(src string, p int) int {
 	n := len(src)
 	if src[p] == '0' && p+2 < n {

@@ -28,8 +28,9 @@ func AppendNormalize(dst []byte, lits []Literal, sql string) ([]byte, []Literal)
 }
 
 // appendNormalize is AppendNormalize that also reports odd input: a $?
-// outside a literal or an unterminated literal. Such text is not valid SQL,
-// yet its shape can equal a valid statement's.
+// outside a literal, or an unterminated literal, quoted identifier or
+// comment. Such text is not valid SQL, yet its shape can equal a valid
+// statement's.
 func appendNormalize(dst []byte, lits []Literal, sql string) ([]byte, []Literal, bool) {
 	odd := false
 	var lx Lexer
@@ -41,6 +42,7 @@ func appendNormalize(dst []byte, lits []Literal, sql string) ([]byte, []Literal,
 		case TokEOF:
 			return dst, lits, odd
 		case TokComment:
+			odd = odd || t.Flags&FlagUnterminated != 0
 			continue
 		case TokNumber, TokString, TokBitString:
 			odd = odd || t.Flags&FlagUnterminated != 0
@@ -52,7 +54,7 @@ func appendNormalize(dst []byte, lits []Literal, sql string) ([]byte, []Literal,
 			dst = append(dst, Placeholder...)
 			prev = cur
 		default:
-			odd = odd || t.Kind == TokPlaceholder
+			odd = odd || t.Kind == TokPlaceholder || t.Flags&FlagUnterminated != 0
 			text := sql[t.Start:t.End]
 			cur := shapeTok{kind: t.Kind, first: text[0], last: text[len(text)-1], n: len(text)}
 			if needSpace(prev, cur) {

@@ -13,6 +13,7 @@ import (
 	"syscall"
 
 	"github.com/shardwire/shardwire/config"
+	"github.com/shardwire/shardwire/health"
 	"github.com/shardwire/shardwire/proxy"
 )
 
@@ -59,6 +60,15 @@ func serveProxy(ctx context.Context, cfg *config.Config, log *slog.Logger, ready
 	if err != nil {
 		return err
 	}
+	checker, err := health.New(cfg, health.Options{Logger: log})
+	if err != nil {
+		return err
+	}
+	if err := checker.Start(ctx); err != nil {
+		return fmt.Errorf("start health checks: %w", err)
+	}
+	defer checker.Close()
+	srv.UseHealth(checker)
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)

@@ -1,0 +1,214 @@
+package proxy
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"time"
+
+	"github.com/shardwire/shardwire/health"
+	"github.com/shardwire/shardwire/pool"
+	"github.com/shardwire/shardwire/router"
+)
+
+// routeRequest is what the session knows when it must pick a server
+// connection for the work that starts now.
+type routeRequest struct {
+	read bool        // every statement of the work may run on a replica
+	hint router.Role // a statement's /* shardwire: role=… */ hint
+}
+
+// rywMark is a client's last commit on a shard's primary, for
+// read-your-writes: its reads go only to replicas that have replayed past
+// lsn, and until lsn is known (a primary position sampled after the
+// commit), to the primary.
+type rywMark struct {
+	shard string
+	after time.Time
+	lsn   health.LSN
+}
+
+// chooseNode picks the pool for new work on shard. It reports whether the
+// node is the shard's writer.
+func (s *session) chooseNode(shard string, req routeRequest) (*pool.Pool, bool, error) {
+	cfg := s.srv.cfg
+	role := req.hint
+	if role == router.RoleAuto {
+		role = s.roleSetting
+	}
+	if role == router.RoleAuto {
+		role = router.RolePrimary
+		// Session mode keeps the first connection for the whole session,
+		// so it must be able to write.
+		if req.read && cfg.Routing.Reads == "replicas" && s.txnMode && s.pinned == "" {
+			role = router.RoleReplica
+		}
+	}
+	if role == router.RoleReplica {
+		if p := s.pickReplica(shard); p != nil {
+			return p, false, nil
+		}
+		if cfg.Routing.Fallback == "error" && req.hint != router.RolePrimary {
+			return nil, false, &clientError{code: codeConnectionFailure, msg: fmt.Sprintf(
+				"no replica of shard %s can take reads now (routing.fallback: error)", shard)}
+		}
+	}
+	addr, err := s.writer(shard)
+	if err != nil {
+		return nil, false, err
+	}
+	return s.srv.pool(addr, s.user), true, nil
+}
+
+// writer returns the address writes to shard go to, waiting up to
+// pool.acquire_timeout while a failover is under way.
+func (s *session) writer(shard string) (string, error) {
+	ch := s.srv.checker
+	if ch == nil {
+		sh, ok := s.srv.cfg.Shard(shard)
+		if !ok {
+			return "", &clientError{code: codeInternalError, msg: fmt.Sprintf("unknown shard %q", shard)}
+		}
+		return sh.Primary, nil
+	}
+	if w := ch.Topology().Writer(shard); w != nil {
+		return w.Addr, nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.srv.cfg.Pool.AcquireTimeout)
+	defer cancel()
+	w, err := ch.WaitWriter(ctx, shard)
+	if err != nil {
+		return "", &clientError{code: codeConnectionFailure, msg: fmt.Sprintf(
+			"no writable primary within pool.acquire_timeout (%s): %v", s.srv.cfg.Pool.AcquireTimeout, err)}
+	}
+	return w.Addr, nil
+}
+
+// pickReplica returns the pool of a replica that may take this client's
+// reads now, or nil.
+func (s *session) pickReplica(shard string) *pool.Pool {
+	ch := s.srv.checker
+	if ch == nil {
+		return nil // without health checks no replica is known to be fit
+	}
+	topo := ch.Topology()
+	readers := topo.Readers(shard)
+	if len(readers) == 0 {
+		return nil
+	}
+	minLSN, ok := s.readYourWrites(topo, shard)
+	if !ok {
+		return nil
+	}
+	var best *pool.Pool
+	var bestLoad float64
+	var eligible []*health.Node
+	for _, n := range readers {
+		if minLSN != 0 && n.ReplayLSN < minLSN {
+			continue
+		}
+		eligible = append(eligible, n)
+	}
+	switch len(eligible) {
+	case 0:
+		return nil
+	case 1:
+		return s.srv.pool(eligible[0].Addr, s.user)
+	}
+	switch s.srv.cfg.Routing.Balance {
+	case "round_robin":
+		i := s.srv.roundRobin.Add(1)
+		return s.srv.pool(eligible[int(i%uint64(len(eligible)))].Addr, s.user)
+	case "random":
+		return s.srv.pool(eligible[rand.IntN(len(eligible))].Addr, s.user)
+	}
+	for _, n := range eligible {
+		p := s.srv.pool(n.Addr, s.user)
+		w := float64(n.Weight)
+		if w <= 0 {
+			w = 1
+		}
+		load := float64(p.InUse()+1) / w
+		if best == nil || load < bestLoad {
+			best, bestLoad = p, load
+		}
+	}
+	return best
+}
+
+// readYourWrites returns the replay position a replica needs for this
+// client's reads on shard (0: any), or false when only the primary will do:
+// the client committed there and no primary position sampled after that
+// commit is known yet (at most one health interval).
+func (s *session) readYourWrites(topo *health.Topology, shard string) (health.LSN, bool) {
+	if !s.srv.cfg.Routing.ReadYourWrites {
+		return 0, true
+	}
+	for i := range s.ryw {
+		m := &s.ryw[i]
+		if m.shard != shard {
+			continue
+		}
+		if m.lsn == 0 {
+			w := topo.Writer(shard)
+			if w == nil || !w.LastSuccess.After(m.after) {
+				return 0, false
+			}
+			m.lsn = w.CurrentLSN
+		}
+		return m.lsn, true
+	}
+	return 0, true
+}
+
+// markWrite records a commit on shard's primary for read-your-writes.
+func (s *session) markWrite(shard string) {
+	if !s.srv.cfg.Routing.ReadYourWrites {
+		return
+	}
+	now := time.Now()
+	for i := range s.ryw {
+		if s.ryw[i].shard == shard {
+			s.ryw[i] = rywMark{shard: shard, after: now}
+			return
+		}
+	}
+	s.ryw = append(s.ryw, rywMark{shard: shard, after: now})
+}
+
+// queryInfo is what the lexer says of a simple Query for routing.
+type queryInfo struct {
+	effects *queryEffects
+	single  bool // exactly one statement
+	stmt    router.Statement
+	hints   router.Hints
+}
+
+// shardwireSetting handles SET/RESET shardwire.role, the session-level
+// routing override; it reports whether the statement was one.
+func (s *session) shardwireSetting(st *router.Statement) (bool, error) {
+	if st.Command != router.CmdSet && st.Command != router.CmdReset {
+		return false, nil
+	}
+	name := st.Set.Name
+	if !strings.HasPrefix(name, "shardwire.") {
+		return false, nil
+	}
+	switch name {
+	case "shardwire.role":
+		if st.Set.Reset {
+			s.roleSetting = router.RoleAuto
+			return true, nil
+		}
+		v := strings.Trim(st.Set.Value, "'\"")
+		role, ok := router.ParseRole(v)
+		if !ok {
+			return true, &clientError{code: "22023", msg: fmt.Sprintf("invalid value for shardwire.role: %q (primary, replica or auto)", v)}
+		}
+		s.roleSetting = role
+		return true, nil
+	default:
+		return true, &clientError{code: "42704", msg: fmt.Sprintf("unrecognized shardwire setting %q", name)}
+	}
+}
