@@ -32,6 +32,11 @@ type rywMark struct {
 // chooseNode picks the pool for new work on shard. It reports whether the
 // node is the shard's writer.
 func (s *session) chooseNode(shard string, req routeRequest) (*pool.Pool, bool, error) {
+	return s.chooseNodeExcept(shard, req, "")
+}
+
+// chooseNodeExcept is chooseNode leaving out the replica at skip.
+func (s *session) chooseNodeExcept(shard string, req routeRequest, skip string) (*pool.Pool, bool, error) {
 	cfg := s.srv.cfg
 	role := req.hint
 	if role == router.RoleAuto {
@@ -46,7 +51,7 @@ func (s *session) chooseNode(shard string, req routeRequest) (*pool.Pool, bool, 
 		}
 	}
 	if role == router.RoleReplica {
-		if p := s.pickReplica(shard); p != nil {
+		if p := s.pickReplicaExcept(shard, skip); p != nil {
 			return p, false, nil
 		}
 		if cfg.Routing.Fallback == "error" && req.hint != router.RolePrimary {
@@ -88,6 +93,11 @@ func (s *session) writer(shard string) (string, error) {
 // pickReplica returns the pool of a replica that may take this client's
 // reads now, or nil.
 func (s *session) pickReplica(shard string) *pool.Pool {
+	return s.pickReplicaExcept(shard, "")
+}
+
+// pickReplicaExcept is pickReplica leaving out the node at skip.
+func (s *session) pickReplicaExcept(shard, skip string) *pool.Pool {
 	ch := s.srv.checker
 	if ch == nil {
 		return nil // without health checks no replica is known to be fit
@@ -105,7 +115,7 @@ func (s *session) pickReplica(shard string) *pool.Pool {
 	var bestLoad float64
 	var eligible []*health.Node
 	for _, n := range readers {
-		if minLSN != 0 && n.ReplayLSN < minLSN {
+		if (minLSN != 0 && n.ReplayLSN < minLSN) || n.Addr == skip {
 			continue
 		}
 		eligible = append(eligible, n)
@@ -123,7 +133,11 @@ func (s *session) pickReplica(shard string) *pool.Pool {
 	case "random":
 		return s.srv.pool(eligible[rand.IntN(len(eligible))].Addr, s.user)
 	}
-	for _, n := range eligible {
+	// Least outstanding work per weight; ties (an idle shard's usual case)
+	// rotate, so sequential reads spread too.
+	start := int(s.srv.roundRobin.Add(1) % uint64(len(eligible)))
+	for i := range eligible {
+		n := eligible[(start+i)%len(eligible)]
 		p := s.srv.pool(n.Addr, s.user)
 		w := float64(n.Weight)
 		if w <= 0 {
@@ -151,11 +165,11 @@ func (s *session) readYourWrites(topo *health.Topology, shard string) (health.LS
 			continue
 		}
 		if m.lsn == 0 {
-			w := topo.Writer(shard)
-			if w == nil || !w.LastSuccess.After(m.after) {
+			lsn, ok := topo.WriterLSNAfter(shard, m.after)
+			if !ok {
 				return 0, false
 			}
-			m.lsn = w.CurrentLSN
+			m.lsn = lsn
 		}
 		return m.lsn, true
 	}

@@ -104,6 +104,12 @@ type session struct {
 	unnamedRead bool     // the client's unnamed statement is a read
 	attachShard string
 	attachWrite bool // the attached connection is on a shard's writer for writing
+	freshAttach bool // lockAttached borrowed for the current message
+
+	// retryQuery is a read-only simple Query sent on a fresh replica
+	// connection that has not answered anything yet: if that replica dies
+	// now, the query is sent once more to another node (guarded by mu).
+	retryQuery []byte
 
 	writeMu sync.Mutex // serialises writes to the client socket
 
@@ -284,6 +290,8 @@ func (s *session) attached() bool {
 func (s *session) lockAttached(req routeRequest) error {
 	s.mu.Lock()
 	if c := s.server; c != nil {
+		s.freshAttach = false
+		s.retryQuery = nil
 		if c.StateFingerprint != s.params.fp && s.queueEmpty() && s.txStatus == 'I' {
 			s.syncStateLocked(c)
 		}
@@ -296,17 +304,32 @@ func (s *session) lockAttached(req routeRequest) error {
 		req.read = req.read && s.deferredRO
 	}
 	shard := s.srv.cfg.DefaultShardName()
-	p, isWriter, err := s.chooseNode(shard, req)
-	if err != nil {
-		return err
-	}
-	c, ok := p.TryBorrow()
-	if !ok {
-		// No session context: only this goroutine could end the session,
-		// and it is the one waiting.
-		ctx, cancel := context.WithTimeout(context.Background(), s.srv.cfg.Pool.AcquireTimeout)
-		c, err = p.Borrow(ctx)
-		cancel()
+	var skip string
+	var p *pool.Pool
+	var c *pool.Conn
+	var isWriter bool
+	var err error
+	for attempt := 0; ; attempt++ {
+		p, isWriter, err = s.chooseNodeExcept(shard, req, skip)
+		if err != nil {
+			return err
+		}
+		var ok bool
+		c, ok = p.TryBorrow()
+		if !ok {
+			// No session context: only this goroutine could end the
+			// session, and it is the one waiting.
+			ctx, cancel := context.WithTimeout(context.Background(), s.srv.cfg.Pool.AcquireTimeout)
+			c, err = p.Borrow(ctx)
+			cancel()
+		}
+		// A replica that cannot be reached is passed over for the next
+		// fit node (the pool's breaker has told the checker).
+		if err != nil && !isWriter && attempt == 0 && !errors.Is(err, pool.ErrTimeout) {
+			skip = p.Addr()
+			continue
+		}
+		break
 	}
 	if err != nil {
 		s.srv.metrics.borrowFailed()
@@ -320,6 +343,7 @@ func (s *session) lockAttached(req routeRequest) error {
 	s.mu.Lock()
 	s.server, s.pool = c, p
 	s.attachShard, s.attachWrite = shard, isWriter && !req.read
+	s.freshAttach = true
 	s.unnamedOnServer = false
 	if c.StateFingerprint != s.params.fp {
 		s.syncStateLocked(c)
@@ -419,6 +443,9 @@ func (s *session) handleQuery(typ byte, body []byte) error {
 		return s.queryError(err)
 	}
 	s.push(slot{kind: slotQuery, effects: eff})
+	if s.freshAttach && req.read && !s.attachWrite && s.txStatus == 'I' && eff == nil {
+		s.retryQuery = appendFrame(s.retryQuery[:0], typ, body)
+	}
 	s.mu.Unlock()
 	s.srvOut = appendFrame(s.srvOut, typ, body)
 	return nil
@@ -881,6 +908,11 @@ func (s *session) serverLoop(c *pool.Conn, p *pool.Pool) {
 	for {
 		typ, body, err := fr.next()
 		if err != nil {
+			if nc, np := s.retryElsewhere(c, p, err); nc != nil {
+				c, p = nc, np
+				fr = frameReader{r: c.Reader, max: 1 << 30}
+				continue
+			}
 			s.serverLost(c, p, err)
 			return
 		}
@@ -939,6 +971,65 @@ func (s *session) tryRelease(c *pool.Conn, p *pool.Pool) bool {
 		_ = s.client.SetReadDeadline(time.Now())
 	}
 	return true
+}
+
+// retryElsewhere re-sends a read that died with its replica, before any of
+// its answer reached the client, to another node, once. It returns the new
+// connection, or nil when the loss must be reported instead.
+func (s *session) retryElsewhere(c *pool.Conn, p *pool.Pool, cause error) (*pool.Conn, *pool.Pool) {
+	s.mu.Lock()
+	q := s.retryQuery
+	s.retryQuery = nil
+	if q == nil || s.closing || s.server != c || s.txStatus != 'I' {
+		s.mu.Unlock()
+		return nil, nil
+	}
+	shard := s.attachShard
+	s.mu.Unlock()
+	if ch := s.srv.checker; ch != nil {
+		ch.ReportFailure(c.Addr(), cause)
+	}
+	np := s.pickReplicaExcept(shard, c.Addr())
+	if np == nil {
+		addr, err := s.writer(shard)
+		if err != nil {
+			return nil, nil
+		}
+		np = s.srv.pool(addr, s.user)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.srv.cfg.Pool.AcquireTimeout)
+	nc, err := np.Borrow(ctx)
+	cancel()
+	if err != nil {
+		return nil, nil
+	}
+	nc.Prepared.SetMax(s.srv.cfg.Pool.PreparedStatementsCache)
+	var out []byte
+	s.mu.Lock()
+	if s.closing || s.server != c {
+		s.mu.Unlock()
+		np.Return(nc)
+		return nil, nil
+	}
+	// Nothing was answered: the queue is the state sync (if any) and the
+	// Query. Rebuild it for the new connection.
+	s.slots, s.head = s.slots[:0], 0
+	if nc.StateFingerprint != s.params.fp {
+		s.push(slot{kind: slotInjectQuery})
+		out = appendQuery(out, s.params.applySQL())
+		nc.StateFingerprint = s.params.fp
+	}
+	eff := (*queryEffects)(nil)
+	s.push(slot{kind: slotQuery, effects: eff})
+	out = append(out, q...)
+	s.server, s.pool = nc, np
+	s.mu.Unlock()
+	p.Discard(c)
+	s.logger().Info("read retried on another node", "failed", c.Addr(), "node", np.Addr(), "err", cause)
+	if _, err := nc.Write(out); err != nil {
+		_ = nc.Close()
+	}
+	return nc, np
 }
 
 // serverLost reports a broken server connection to the client.
@@ -1019,6 +1110,7 @@ func (s *session) onServerMessage(typ byte, body []byte) bool {
 	inject := sl.kind.injected()
 	if !inject {
 		s.out = appendFrame(s.out, typ, body)
+		s.retryQuery = nil
 	}
 	switch typ {
 	case 'E':
