@@ -467,6 +467,19 @@ func (p *Pool) Stats() Stats {
 	return s
 }
 
+// DiscardIdle closes every idle connection: the node was seen to fail, so
+// they are most likely dead too, and the next borrower should dial anew.
+func (p *Pool) DiscardIdle() {
+	p.mu.Lock()
+	idle := p.idle
+	p.idle = nil
+	p.mu.Unlock()
+	for _, c := range idle {
+		p.discards.Add(1)
+		p.closeConn(c)
+	}
+}
+
 // Close closes idle connections and makes later Borrows fail; borrowed
 // connections are closed when they come back.
 func (p *Pool) Close() {

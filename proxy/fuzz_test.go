@@ -118,3 +118,20 @@ func FuzzClientMessages(f *testing.F) {
 		}
 	})
 }
+
+func TestDowngradeFatal(t *testing.T) {
+	t.Parallel()
+	fatal := appendError(nil, "FATAL", "57P01", "terminating connection due to administrator command")[5:]
+	got := downgradeFatal(fatal)
+	want := appendError(nil, "ERROR", "57P01", "terminating connection due to administrator command")[5:]
+	if !bytes.Equal(got, want) {
+		t.Fatalf("downgraded %q, want %q", got, want)
+	}
+	plain := appendError(nil, "ERROR", "42P01", "nope")[5:]
+	if !bytes.Equal(downgradeFatal(plain), plain) {
+		t.Fatal("an ERROR was rewritten")
+	}
+	if code, msg := errorFields(got); code != "57P01" || msg == "" {
+		t.Fatalf("fields lost: %q %q", code, msg)
+	}
+}

@@ -95,3 +95,37 @@ func errorFields(body []byte) (code, msg string) {
 	}
 	return code, msg
 }
+
+// downgradeFatal rewrites an ErrorResponse of severity FATAL or PANIC to
+// ERROR, keeping every other field; other errors come back unchanged.
+func downgradeFatal(body []byte) []byte {
+	fatal := false
+	for rest := body; len(rest) > 1; {
+		f := rest[0]
+		v, r, ok := cstring(rest[1:])
+		if !ok {
+			return body
+		}
+		if (f == 'S' || f == 'V') && (string(v) == "FATAL" || string(v) == "PANIC") {
+			fatal = true
+		}
+		rest = r
+	}
+	if !fatal {
+		return body
+	}
+	out := make([]byte, 0, len(body))
+	for rest := body; len(rest) > 1; {
+		f := rest[0]
+		v, r, _ := cstring(rest[1:])
+		out = append(out, f)
+		if f == 'S' || f == 'V' {
+			out = append(out, "ERROR"...)
+		} else {
+			out = append(out, v...)
+		}
+		out = append(out, 0)
+		rest = r
+	}
+	return append(out, 0)
+}

@@ -2,8 +2,10 @@ package proxy
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"strings"
 	"time"
 
@@ -225,4 +227,46 @@ func (s *session) shardwireSetting(st *router.Statement) (bool, error) {
 	default:
 		return true, &clientError{code: "42704", msg: fmt.Sprintf("unrecognized shardwire setting %q", name)}
 	}
+}
+
+// waitNewWriter waits, after a failed attempt on the writer at failed, for
+// a reason to try again: the topology names another writer, or the next
+// snapshot still has one (a blip shorter than failures_before_down). It
+// gives up at deadline.
+func (s *session) waitNewWriter(shard, failed string, deadline time.Time) bool {
+	ch := s.srv.checker
+	if ch == nil {
+		return false
+	}
+	t := ch.Topology()
+	if w := t.Writer(shard); w != nil && w.Addr != failed {
+		return true
+	}
+	for {
+		wait := time.Until(deadline)
+		if wait <= 0 {
+			return false
+		}
+		timer := time.NewTimer(wait)
+		select {
+		case <-t.Changed():
+			timer.Stop()
+		case <-timer.C:
+			return false
+		}
+		t = ch.Topology()
+		if t.Writer(shard) != nil {
+			return true
+		}
+	}
+}
+
+// isConnectionError reports whether err broke the connection itself (as
+// opposed to a deadline the proxy set to stop a relay).
+func isConnectionError(err error) bool {
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return false
+	}
+	return err != nil
 }

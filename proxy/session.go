@@ -304,6 +304,7 @@ func (s *session) lockAttached(req routeRequest) error {
 		req.read = req.read && s.deferredRO
 	}
 	shard := s.srv.cfg.DefaultShardName()
+	deadline := time.Now().Add(s.srv.cfg.Pool.AcquireTimeout)
 	var skip string
 	var p *pool.Pool
 	var c *pool.Conn
@@ -327,6 +328,11 @@ func (s *session) lockAttached(req routeRequest) error {
 		// fit node (the pool's breaker has told the checker).
 		if err != nil && !isWriter && attempt == 0 && !errors.Is(err, pool.ErrTimeout) {
 			skip = p.Addr()
+			continue
+		}
+		// A writer that cannot be reached may be failing over: wait for
+		// the topology to name another, up to pool.acquire_timeout.
+		if err != nil && isWriter && !errors.Is(err, pool.ErrTimeout) && s.waitNewWriter(shard, p.Addr(), deadline) {
 			continue
 		}
 		break
@@ -1043,6 +1049,10 @@ func (s *session) serverLost(c *pool.Conn, p *pool.Pool, err error) {
 	if ch := s.srv.checker; ch != nil {
 		ch.ReportFailure(c.Addr(), err)
 	}
+	if isConnectionError(err) {
+		// Its siblings idling in the pool most likely died with it.
+		p.DiscardIdle()
+	}
 	busy := !s.queueEmpty() || s.txStatus != 'I'
 	fatal := !s.txnMode || s.pinned != ""
 	if busy || fatal {
@@ -1101,8 +1111,17 @@ func (s *session) onServerMessage(typ byte, body []byte) bool {
 		return false
 	}
 	s.emitSynthetic()
+	if typ == 'E' && s.txnMode && s.pinned == "" {
+		// The client's session is with shardwire, not with this backend:
+		// a backend's FATAL (shutdown, termination) fails the statement,
+		// not the client.
+		body = downgradeFatal(body)
+	}
 	if s.queueEmpty() {
-		// Unsolicited (a FATAL before the server closes): pass it on.
+		// Unsolicited: a backend's goodbye before it closes.
+		if typ == 'E' && s.txnMode && s.pinned == "" {
+			return false
+		}
 		s.out = appendFrame(s.out, typ, body)
 		return false
 	}
