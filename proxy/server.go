@@ -18,6 +18,7 @@ import (
 
 	"github.com/shardwire/shardwire/config"
 	"github.com/shardwire/shardwire/health"
+	"github.com/shardwire/shardwire/metrics"
 	"github.com/shardwire/shardwire/pool"
 	"github.com/shardwire/shardwire/router"
 )
@@ -47,25 +48,22 @@ type Server struct {
 	draining atomic.Bool
 	wg       sync.WaitGroup
 	ln       net.Listener
-	metrics  counters
+	metrics  *metrics.Recorder
 
 	statements statementRegistry
 	analyzer   *router.Analyzer
 	checker    *health.Checker // nil: every shard's configured primary, no replicas
 	roundRobin atomic.Uint64
 
+	gatesMu  sync.Mutex
+	gates    map[string]*shardGate
+	reloadFn func() error
+
 	// connect replaces dialling Postgres in this package's benchmarks.
 	connect func(ctx context.Context, addr string) (net.Conn, pool.ServerInfo, error)
 }
 
 type poolKey struct{ addr, user string }
-
-// counters are the proxy's own figures (exported as metrics by the caller).
-type counters struct {
-	accepted, rejected, borrowFailures atomic.Uint64
-}
-
-func (c *counters) borrowFailed() { c.borrowFailures.Add(1) }
 
 // New builds a server for cfg.
 func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
@@ -76,7 +74,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: log, auth: auth, pools: map[poolKey]*pool.Pool{}, sessions: map[uint32]*session{},
+	s := &Server{cfg: cfg, log: log, auth: auth, pools: map[poolKey]*pool.Pool{}, sessions: map[uint32]*session{}, gates: map[string]*shardGate{},
 		analyzer: router.NewAnalyzer(router.Config{ReadOnlyFunctions: cfg.Routing.ReadOnlyFunctions})}
 	if cfg.TLS != nil {
 		cert, err := tls.LoadX509KeyPair(cfg.TLS.Cert, cfg.TLS.Key)
@@ -104,7 +102,6 @@ func (s *Server) Serve(ln net.Listener) error {
 			}
 			return fmt.Errorf("accept: %w", err)
 		}
-		s.metrics.accepted.Add(1)
 		s.wg.Add(1)
 		go s.serveConn(conn)
 	}
@@ -126,6 +123,13 @@ func (s *Server) serveConn(conn net.Conn) {
 	cc := newClientConn(conn, int(s.cfg.Limits.MaxMessageSize))
 	_ = conn.SetDeadline(time.Now().Add(s.cfg.Limits.AuthTimeout))
 	sess, err := s.handshake(cc)
+	var admin *adminHandoff
+	if errors.As(err, &admin) {
+		_ = cc.Conn.SetDeadline(time.Time{})
+		admin.a.run()
+		s.clients.Add(-1)
+		return
+	}
 	if err != nil {
 		if ce := asClientError(err); ce != nil {
 			_ = cc.send(appendError(nil, "FATAL", ce.code, ce.msg))
@@ -177,7 +181,6 @@ func (s *Server) handshake(cc *clientConn) (*session, error) {
 	}
 	if n := s.clients.Add(1); n > int64(s.cfg.Pool.MaxClients) {
 		s.clients.Add(-1)
-		s.metrics.rejected.Add(1)
 		return nil, &clientError{fatal: true, code: codeTooManyConnections, msg: "sorry, too many clients already (pool.max_clients)"}
 	}
 	ok := false
@@ -198,6 +201,23 @@ func (s *Server) handshake(cc *clientConn) (*session, error) {
 			return nil, &clientError{fatal: true, code: codeInvalidPassword, msg: fmt.Sprintf("password authentication failed for user %q", userName)}
 		}
 		return nil, err
+	}
+	if db == config.AdminDatabase {
+		if !user.Admin {
+			return nil, &clientError{fatal: true, code: "42501", msg: fmt.Sprintf("user %q may not use the admin console (admin: true in users)", user.Name)}
+		}
+		out := appendAuth(nil, authOK, nil)
+		for _, kv := range [][2]string{{"server_version", "15.0 (shardwire admin console)"}, {"server_encoding", "UTF8"}, {"client_encoding", "UTF8"},
+			{"DateStyle", "ISO, MDY"}, {"integer_datetimes", "on"}, {"standard_conforming_strings", "on"}} {
+			out = appendParameterStatus(out, kv[0], kv[1])
+		}
+		out = appendBackendKeyData(out, 0, make([]byte, 4))
+		out = appendReady(out, 'I')
+		if err := cc.send(out); err != nil {
+			return nil, err
+		}
+		ok = true
+		return nil, &adminHandoff{&adminSession{srv: s, client: cc, user: user}}
 	}
 	if db != s.cfg.Database {
 		return nil, &clientError{fatal: true, code: codeInvalidCatalog, msg: fmt.Sprintf("database %q does not exist", db)}
@@ -295,6 +315,81 @@ func (s *Server) cancel(pid uint32, key []byte) {
 		return
 	}
 	sess.cancelRequest()
+}
+
+// UseMetrics makes the server count into r. Call it before Serve.
+func (s *Server) UseMetrics(r *metrics.Recorder) { s.metrics = r }
+
+// nodeMetrics returns the pre-resolved metrics of a node in a role.
+func (s *Server) nodeMetrics(shard, addr string, writer bool) *metrics.Node {
+	if s.metrics == nil {
+		return nil
+	}
+	role := "replica"
+	if writer {
+		role = "primary"
+	}
+	return s.metrics.Node(shard, addr, role)
+}
+
+// MetricsState is the proxy's and the health checker's state for a scrape.
+func (s *Server) MetricsState() metrics.State {
+	st := metrics.State{Clients: int(s.clients.Load())}
+	shardOf := map[string]string{}
+	for _, sh := range s.cfg.Shards {
+		shardOf[sh.Primary] = sh.Name
+		for _, r := range sh.Replicas {
+			shardOf[r] = sh.Name
+		}
+	}
+	s.poolsMu.Lock()
+	for k, p := range s.pools {
+		ps := p.Stats()
+		st.Pools = append(st.Pools, metrics.PoolState{
+			Shard: shardOf[k.addr], Node: k.addr, User: k.user,
+			Active: ps.Open - ps.Idle, Idle: ps.Idle, Waiting: ps.Waiting, WaitSeconds: ps.WaitTime.Seconds(),
+			Dials: ps.Dials, DialErrors: ps.DialErrors,
+		})
+	}
+	s.poolsMu.Unlock()
+	if s.checker != nil {
+		hm := s.checker.Metrics()
+		for _, n := range hm.Nodes {
+			st.Nodes = append(st.Nodes, metrics.NodeState{
+				Shard: n.Shard, Node: n.Addr, Role: n.Role.String(), State: n.State.String(),
+				LagSeconds: n.Lag.Seconds(), LagBytes: n.LagBytes, BreakerOpen: n.BreakerOpen,
+			})
+		}
+		for _, sh := range hm.Shards {
+			st.Shards = append(st.Shards, metrics.ShardState{
+				Shard: sh.Shard, Writable: sh.HasWriter, Failovers: sh.Failovers, Promotions: sh.Promotions,
+				SecondsWithoutWriter: sh.TimeWithoutWriter.Seconds(),
+			})
+		}
+	}
+	return st
+}
+
+// Ready reports whether the proxy should get traffic: it is not draining and
+// every shard has a writable primary. The reason says why not.
+func (s *Server) Ready() (bool, string) {
+	if s.draining.Load() {
+		return false, "draining"
+	}
+	if s.checker == nil {
+		return true, ""
+	}
+	t := s.checker.Topology()
+	for _, sh := range s.cfg.Shards {
+		if t.Writer(sh.Name) == nil {
+			reason := "no writable primary"
+			if ts := t.Shard(sh.Name); ts != nil && ts.WriterReason != "" {
+				reason = ts.WriterReason
+			}
+			return false, fmt.Sprintf("shard %s: %s", sh.Name, reason)
+		}
+	}
+	return true, ""
 }
 
 // UseHealth makes routing follow c's topology: writes to each shard's

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/shardwire/shardwire/config"
+	"github.com/shardwire/shardwire/metrics"
 	"github.com/shardwire/shardwire/pool"
 	"github.com/shardwire/shardwire/router"
 )
@@ -44,6 +45,7 @@ type slot struct {
 	stmt    *preparedStmt
 	effects *queryEffects // slotQuery, slotExecute
 	failed  bool
+	start   time.Time // slotQuery, slotExecute: when forwarded, for metrics
 }
 
 func (k slotKind) injected() bool {
@@ -104,6 +106,7 @@ type session struct {
 	unnamedRead bool     // the client's unnamed statement is a read
 	attachShard string
 	attachWrite bool // the attached connection is on a shard's writer for writing
+	nodeMetrics *metrics.Node
 	freshAttach bool // lockAttached borrowed for the current message
 
 	// retryQuery is a read-only simple Query sent on a fresh replica
@@ -230,6 +233,7 @@ func (s *session) readFailed(err error) {
 
 // sendFatal reports an error to the client before the connection closes.
 func (s *session) sendFatal(ce *clientError) {
+	s.srv.metrics.Error(ce.code)
 	s.mu.Lock()
 	s.out = appendError(s.out, "FATAL", ce.code, ce.msg)
 	s.mu.Unlock()
@@ -304,6 +308,7 @@ func (s *session) lockAttached(req routeRequest) error {
 		req.read = req.read && s.deferredRO
 	}
 	shard := s.srv.cfg.DefaultShardName()
+	s.srv.waitUnpaused(shard)
 	deadline := time.Now().Add(s.srv.cfg.Pool.AcquireTimeout)
 	var skip string
 	var p *pool.Pool
@@ -338,7 +343,6 @@ func (s *session) lockAttached(req routeRequest) error {
 		break
 	}
 	if err != nil {
-		s.srv.metrics.borrowFailed()
 		if errors.Is(err, pool.ErrTimeout) {
 			return &clientError{code: codeTooManyConnections, msg: fmt.Sprintf(
 				"no server connection to %s came free within pool.acquire_timeout (%s)", p.Addr(), s.srv.cfg.Pool.AcquireTimeout)}
@@ -350,6 +354,8 @@ func (s *session) lockAttached(req routeRequest) error {
 	s.server, s.pool = c, p
 	s.attachShard, s.attachWrite = shard, isWriter && !req.read
 	s.freshAttach = true
+	s.nodeMetrics = s.srv.nodeMetrics(shard, p.Addr(), isWriter)
+	s.srv.gate(shard).active.Add(1)
 	s.unnamedOnServer = false
 	if c.StateFingerprint != s.params.fp {
 		s.syncStateLocked(c)
@@ -362,6 +368,14 @@ func (s *session) lockAttached(req routeRequest) error {
 	s.relay.Add(1)
 	go s.serverLoop(c, p)
 	return nil
+}
+
+// detachLocked forgets the attached server connection; mu is held.
+func (s *session) detachLocked() {
+	if s.server != nil {
+		s.srv.gate(s.attachShard).active.Add(-1)
+	}
+	s.server, s.pool = nil, nil
 }
 
 // syncStateLocked queues the statement that gives c the client's session
@@ -393,7 +407,11 @@ func (s *session) forward(kind slotKind, typ byte, body []byte, eff *queryEffect
 	if err := s.lockAttached(routeRequest{}); err != nil {
 		return s.localError(err)
 	}
-	s.push(slot{kind: kind, effects: eff})
+	sl := slot{kind: kind, effects: eff}
+	if kind == slotExecute && s.nodeMetrics != nil {
+		sl.start = time.Now()
+	}
+	s.push(sl)
 	s.mu.Unlock()
 	s.srvOut = appendFrame(s.srvOut, typ, body)
 	return nil
@@ -411,6 +429,7 @@ func (s *session) localError(err error) error {
 	if ce.fatal {
 		return ce
 	}
+	s.srv.metrics.Error(ce.code)
 	s.mu.Lock()
 	msg := appendError(nil, "ERROR", ce.code, ce.msg)
 	if s.server != nil {
@@ -448,7 +467,11 @@ func (s *session) handleQuery(typ byte, body []byte) error {
 	if err := s.lockAttached(req); err != nil {
 		return s.queryError(err)
 	}
-	s.push(slot{kind: slotQuery, effects: eff})
+	sl := slot{kind: slotQuery, effects: eff}
+	if s.nodeMetrics != nil {
+		sl.start = time.Now()
+	}
+	s.push(sl)
 	if s.freshAttach && req.read && !s.attachWrite && s.txStatus == 'I' && eff == nil {
 		s.retryQuery = appendFrame(s.retryQuery[:0], typ, body)
 	}
@@ -933,7 +956,7 @@ func (s *session) serverLoop(c *pool.Conn, p *pool.Pool) {
 			// parameters it rejects.
 			s.mu.Lock()
 			s.out = appendError(s.out, "FATAL", codeConnectionException, "could not apply session state on a server connection: "+fatal)
-			s.server, s.pool = nil, nil
+			s.detachLocked()
 			s.slots, s.head = s.slots[:0], 0
 			s.mu.Unlock()
 			p.Discard(c)
@@ -965,7 +988,7 @@ func (s *session) tryRelease(c *pool.Conn, p *pool.Pool) bool {
 		s.mu.Unlock()
 		return false
 	}
-	s.server, s.pool = nil, nil
+	s.detachLocked()
 	s.unnamedOnServer = false
 	if s.attachWrite {
 		s.markWrite(s.attachShard)
@@ -1071,7 +1094,7 @@ func (s *session) serverLost(c *pool.Conn, p *pool.Pool, err error) {
 		s.forgetSlot(&s.slots[i])
 	}
 	s.slots, s.head = s.slots[:0], 0
-	s.server, s.pool = nil, nil
+	s.detachLocked()
 	s.txStatus = 'I'
 	s.txnEffects, s.cycleEffects = nil, nil
 	s.mu.Unlock()
@@ -1133,6 +1156,10 @@ func (s *session) onServerMessage(typ byte, body []byte) bool {
 	}
 	switch typ {
 	case 'E':
+		if !inject {
+			code, _ := errorFields(body)
+			s.srv.metrics.Error(code)
+		}
 		switch sl.kind {
 		case slotQuery, slotFunction, slotSync:
 			sl.failed = true
@@ -1153,6 +1180,9 @@ func (s *session) onServerMessage(typ byte, body []byte) bool {
 			return false
 		}
 		s.txStatus = body[0]
+		if sl.kind == slotQuery {
+			s.observe(sl)
+		}
 		switch sl.kind {
 		case slotSync, slotQuery, slotFunction:
 			if sl.kind == slotQuery && !sl.failed && sl.effects != nil {
@@ -1189,14 +1219,23 @@ func (s *session) onServerMessage(typ byte, body []byte) bool {
 			if sl.effects != nil {
 				s.cycleEffects = append(s.cycleEffects, sl.effects)
 			}
+			s.observe(sl)
 			s.pop()
 		}
 	case 'I', 's':
 		if sl.kind == slotExecute {
+			s.observe(sl)
 			s.pop()
 		}
 	}
 	return false
+}
+
+// observe records a finished statement's duration; mu is held.
+func (s *session) observe(sl *slot) {
+	if s.nodeMetrics != nil && !sl.start.IsZero() {
+		s.nodeMetrics.Query(time.Since(sl.start).Seconds())
+	}
 }
 
 // emitSynthetic sends the answers shardwire gives itself once they are due.
@@ -1298,7 +1337,7 @@ func (s *session) close() {
 	c, p := s.server, s.pool
 	clean := s.queueEmpty() && s.txStatus != 'T' && s.txStatus != 'E'
 	needsReset := !s.txnMode || s.pinned != ""
-	s.server, s.pool = nil, nil
+	s.detachLocked()
 	s.mu.Unlock()
 	if c != nil {
 		if clean {

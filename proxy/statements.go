@@ -105,3 +105,9 @@ func (r *statementRegistry) add(key string) {
 	r.keys[key] = struct{}{}
 	r.mu.Unlock()
 }
+
+func (r *statementRegistry) size() int {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return len(r.keys)
+}

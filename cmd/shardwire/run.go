@@ -8,12 +8,15 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/shardwire/shardwire/config"
 	"github.com/shardwire/shardwire/health"
+	"github.com/shardwire/shardwire/metrics"
 	"github.com/shardwire/shardwire/proxy"
 )
 
@@ -69,6 +72,15 @@ func serveProxy(ctx context.Context, cfg *config.Config, log *slog.Logger, ready
 	}
 	defer checker.Close()
 	srv.UseHealth(checker)
+	rec := metrics.New(srv.MetricsState)
+	srv.UseMetrics(rec)
+	if cfg.AdminListen != "" {
+		stopHTTP, err := serveAdminHTTP(cfg.AdminListen, rec, srv, log)
+		if err != nil {
+			return err
+		}
+		defer stopHTTP()
+	}
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
@@ -103,6 +115,38 @@ func serveProxy(ctx context.Context, cfg *config.Config, log *slog.Logger, ready
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// serveAdminHTTP serves /metrics, /healthz and /readyz on addr.
+func serveAdminHTTP(addr string, rec *metrics.Recorder, srv *proxy.Server, log *slog.Logger) (stop func(), err error) {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", rec.Handler())
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if ok, why := srv.Ready(); !ok {
+			http.Error(w, "not ready: "+why, http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("admin listen on %s: %w", addr, err)
+	}
+	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("admin http", "err", err)
+		}
+	}()
+	log.Info("admin http listening", "addr", ln.Addr().String())
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = hs.Shutdown(ctx)
+	}, nil
 }
 
 func newLogger(c config.Log, w io.Writer) *slog.Logger {
