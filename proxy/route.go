@@ -31,13 +31,8 @@ type rywMark struct {
 	lsn   health.LSN
 }
 
-// chooseNode picks the pool for new work on shard. It reports whether the
-// node is the shard's writer.
-func (s *session) chooseNode(shard string, req routeRequest) (*pool.Pool, bool, error) {
-	return s.chooseNodeExcept(shard, req, "")
-}
-
-// chooseNodeExcept is chooseNode leaving out the replica at skip.
+// chooseNodeExcept picks the pool for new work on shard, leaving out the
+// replica at skip. It reports whether the node is the shard's writer.
 func (s *session) chooseNodeExcept(shard string, req routeRequest, skip string) (*pool.Pool, bool, error) {
 	cfg := s.srv.cfg
 	role := req.hint
@@ -92,13 +87,8 @@ func (s *session) writer(shard string) (string, error) {
 	return w.Addr, nil
 }
 
-// pickReplica returns the pool of a replica that may take this client's
-// reads now, or nil.
-func (s *session) pickReplica(shard string) *pool.Pool {
-	return s.pickReplicaExcept(shard, "")
-}
-
-// pickReplicaExcept is pickReplica leaving out the node at skip.
+// pickReplicaExcept returns the pool of a replica that may take this
+// client's reads now, leaving out the node at skip, or nil.
 func (s *session) pickReplicaExcept(shard, skip string) *pool.Pool {
 	ch := s.srv.checker
 	if ch == nil {
