@@ -47,6 +47,7 @@ type Server struct {
 	clients  atomic.Int64
 	draining atomic.Bool
 	wg       sync.WaitGroup
+	lnMu     sync.Mutex
 	ln       net.Listener
 	metrics  *metrics.Recorder
 
@@ -88,7 +89,13 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 
 // Serve accepts connections on ln until Shutdown.
 func (s *Server) Serve(ln net.Listener) error {
+	s.lnMu.Lock()
+	if s.draining.Load() {
+		s.lnMu.Unlock()
+		return ln.Close()
+	}
 	s.ln = ln
+	s.lnMu.Unlock()
 	for {
 		conn, err := ln.Accept()
 		if err != nil {
@@ -450,10 +457,12 @@ func (s *Server) Clients() int64 { return s.clients.Load() }
 // Shutdown stops accepting, lets open transactions finish, and closes every
 // client between transactions; after ctx ends it closes the rest.
 func (s *Server) Shutdown(ctx context.Context) error {
+	s.lnMu.Lock()
 	s.draining.Store(true)
 	if s.ln != nil {
 		_ = s.ln.Close()
 	}
+	s.lnMu.Unlock()
 	// Wake clients idle between transactions; busy ones are woken when
 	// their server connection is released.
 	s.sessionsMu.Lock()

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -67,18 +68,22 @@ type session struct {
 	started time.Time
 	addr    string
 
-	mu       sync.Mutex
-	cond     *sync.Cond // signalled when cancelling drops to 0
-	out      []byte     // bytes for the client, not yet written
-	spare    []byte
-	server   *pool.Conn
-	pool     *pool.Pool
-	relay    sync.WaitGroup // the serverLoop goroutine of the attached connection
-	slots    []slot
-	head     int
-	txStatus byte
-	pinned   string
-	closing  bool
+	mu     sync.Mutex
+	cond   *sync.Cond // signalled when cancelling drops to 0
+	out    []byte     // bytes for the client, not yet written
+	spare  []byte
+	server *pool.Conn
+	pool   *pool.Pool
+	relay  sync.WaitGroup // the serverLoop goroutine of the attached connection
+	// relayRunning: a serverLoop goroutine reads the attached connection.
+	// Without one, the client goroutine reads the replies itself after
+	// each flush point (the common, cheaper case in transaction mode).
+	relayRunning bool
+	slots        []slot
+	head         int
+	txStatus     byte
+	pinned       string
+	closing      bool
 	// stmts maps client statement names to statements.
 	stmts           map[string]*preparedStmt
 	unnamed         []byte // the client's last unnamed Parse frame
@@ -115,6 +120,12 @@ type session struct {
 	retryQuery []byte
 
 	writeMu sync.Mutex // serialises writes to the client socket
+
+	// Owned by the client goroutine, for relaying without a goroutine.
+	srvFrames  frameReader
+	flushPoint bool // the last message forwarded makes the server answer (Sync, Query, Flush, …)
+	unanswered int  // bytes sent since the replies were last read up
+	copyIn     bool // the server waits for COPY data from the client
 
 	// Owned by the client goroutine.
 	srvOut     []byte
@@ -168,6 +179,9 @@ func (s *session) serve() bool {
 			s.flushServer()
 		}
 		if s.client.buffered() == 0 {
+			if !s.relayReplies() {
+				return false
+			}
 			if err := s.flushClient(); err != nil {
 				return false
 			}
@@ -274,6 +288,9 @@ func (s *session) handle(typ byte, body []byte) error {
 		if s.attached() {
 			s.srvOut = appendFrame(s.srvOut, typ, body)
 		}
+		if typ != 'd' {
+			s.copyIn = false
+		}
 		return nil
 	case 'X':
 		return errClientGone
@@ -365,9 +382,27 @@ func (s *session) lockAttached(req routeRequest) error {
 		s.srvOut = appendQuery(s.srvOut, strings.Join(s.deferred, ";"))
 		s.deferred = nil
 	}
-	s.relay.Add(1)
-	go s.serverLoop(c, p)
+	s.srvFrames = frameReader{r: c.Reader, max: 1 << 30}
+	s.unanswered = 0
+	if !s.txnMode {
+		// Session mode: the connection stays for the whole session, and
+		// asynchronous messages (NOTIFY) must reach an idle client.
+		s.startRelayLocked()
+	}
 	return nil
+}
+
+// startRelayLocked starts a serverLoop goroutine for the attached
+// connection if none runs; mu is held. Needed when replies must flow while
+// the client goroutine reads the client: big pipelines (so neither side
+// blocks writing), and pinned or session-mode connections (NOTIFY).
+func (s *session) startRelayLocked() {
+	if s.server == nil || s.relayRunning {
+		return
+	}
+	s.relayRunning = true
+	s.relay.Add(1)
+	go s.serverLoop(s.server, s.pool)
 }
 
 // detachLocked forgets the attached server connection; mu is held.
@@ -376,6 +411,7 @@ func (s *session) detachLocked() {
 		s.srv.gate(s.attachShard).active.Add(-1)
 	}
 	s.server, s.pool = nil, nil
+	s.relayRunning = false
 }
 
 // syncStateLocked queues the statement that gives c the client's session
@@ -884,12 +920,22 @@ func (s *session) flushServer() {
 	if len(s.srvOut) == 0 {
 		return
 	}
+	last := s.srvOut[lastFrameStart(s.srvOut)]
+	s.flushPoint = last == 'S' || last == 'Q' || last == 'H' || last == 'c' || last == 'f' || last == 'F'
 	s.mu.Lock()
 	c := s.server
+	if c != nil {
+		s.unanswered += len(s.srvOut)
+		if s.unanswered > 32<<10 {
+			// A big pipeline: read replies while we write, or the server
+			// could block on its replies while we block on it.
+			s.startRelayLocked()
+		}
+	}
 	s.mu.Unlock()
 	if c != nil {
 		if _, err := c.Write(s.srvOut); err != nil {
-			// The server loop sees the broken connection and reports it.
+			// The reader of the connection sees it broken and reports it.
 			_ = c.Close()
 		}
 	}
@@ -898,6 +944,92 @@ func (s *session) flushServer() {
 	} else {
 		s.srvOut = s.srvOut[:0]
 	}
+}
+
+// lastFrameStart returns where the last frame in buf starts.
+func lastFrameStart(buf []byte) int {
+	i := 0
+	for {
+		n := int(binary.BigEndian.Uint32(buf[i+1:]))
+		if i+1+n >= len(buf) {
+			return i
+		}
+		i += 1 + n
+	}
+}
+
+// relayReplies reads the attached server's replies on the client goroutine
+// until nothing more is due: the queue is empty (the transaction waits for
+// the client), the server waits for COPY data, or the last message sent
+// does not make the server answer yet. A serverLoop goroutine, when one
+// runs, does this instead. It returns false when the session must end.
+func (s *session) relayReplies() bool {
+	if !s.flushPoint || s.copyIn {
+		return true
+	}
+	for {
+		s.mu.Lock()
+		c, p := s.server, s.pool
+		if c != nil && !s.relayRunning {
+			s.emitSynthetic()
+		}
+		if c == nil || s.relayRunning || s.queueEmpty() {
+			if c != nil && s.pinned != "" {
+				// Pinned: NOTIFY and the like must reach the idle client.
+				s.startRelayLocked()
+			}
+			s.unanswered = 0
+			s.mu.Unlock()
+			return true
+		}
+		s.mu.Unlock()
+		typ, body, err := s.srvFrames.next()
+		if err != nil {
+			if nc, _ := s.retryElsewhere(c, p, err); nc != nil {
+				s.srvFrames = frameReader{r: nc.Reader, max: 1 << 30}
+				continue
+			}
+			s.serverLost(c, p, err)
+			return true
+		}
+		s.mu.Lock()
+		maybeRelease := s.onServerMessage(typ, body)
+		flush := maybeRelease || c.Reader.Buffered() == 0 || len(s.out) > 64<<10
+		fatal := s.injectFailed
+		s.mu.Unlock()
+		if fatal != "" {
+			s.injectFailure(c, p, fatal)
+			return false
+		}
+		if typ == 'G' || typ == 'W' {
+			s.copyIn = true
+		}
+		if flush {
+			if err := s.flushClient(); err != nil {
+				return false
+			}
+		}
+		if maybeRelease {
+			s.tryRelease(c, p)
+		}
+		if s.copyIn {
+			return true
+		}
+	}
+}
+
+// injectFailure ends a session whose state could not be applied on a server
+// connection: the connection's state is unknown, so it goes, and so does the
+// client, as Postgres ends a session whose startup parameters it rejects.
+func (s *session) injectFailure(c *pool.Conn, p *pool.Pool, why string) {
+	s.mu.Lock()
+	s.out = appendError(s.out, "FATAL", codeConnectionException, "could not apply session state on a server connection: "+why)
+	s.detachLocked()
+	s.slots, s.head = s.slots[:0], 0
+	s.mu.Unlock()
+	p.Discard(c)
+	_ = s.flushClient()
+	_ = s.client.Close()
 }
 
 // flushClient writes what is pending for the client, in order.
@@ -951,17 +1083,7 @@ func (s *session) serverLoop(c *pool.Conn, p *pool.Pool) {
 		fatal := s.injectFailed
 		s.mu.Unlock()
 		if fatal != "" {
-			// The connection's state is unknown: it goes, and so does the
-			// client, as Postgres would end a session whose startup
-			// parameters it rejects.
-			s.mu.Lock()
-			s.out = appendError(s.out, "FATAL", codeConnectionException, "could not apply session state on a server connection: "+fatal)
-			s.detachLocked()
-			s.slots, s.head = s.slots[:0], 0
-			s.mu.Unlock()
-			p.Discard(c)
-			_ = s.flushClient()
-			_ = s.client.Close()
+			s.injectFailure(c, p, fatal)
 			return
 		}
 		if flush {

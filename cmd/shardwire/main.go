@@ -3,6 +3,7 @@
 //	shardwire run -c FILE        run the proxy (also: shardwire -c FILE)
 //	shardwire check -c FILE      validate a config [--against OLD]
 //	shardwire locate -c FILE TABLE KEY
+//	shardwire demo
 //	shardwire version
 package main
 
@@ -34,6 +35,8 @@ func dispatch(args []string, stdout, stderr io.Writer) int {
 		return runCheck(args[1:], stdout, stderr)
 	case cmd == "locate":
 		return runLocate(args[1:], stdout, stderr)
+	case cmd == "demo":
+		return runDemo(args[1:], stdout, stderr)
 	case cmd == "version", cmd == "--version":
 		fmt.Fprintf(stdout, "shardwire %s\n", version)
 		return 0
@@ -54,6 +57,7 @@ func usage(w io.Writer) {
                                     validate a config; with --against, show what changes
   shardwire locate -c FILE TABLE KEY
                                     print the shard that holds KEY of TABLE
+  shardwire demo                    run two local shards and shardwire in front of them
   shardwire version                 print the version
 FILE defaults to $SHARDWIRE_CONFIG, then /etc/shardwire/shardwire.yaml.
 `)
