@@ -30,7 +30,9 @@ type clientConn struct {
 	net.Conn
 	r     *bufio.Reader // nil while released
 	fr    frameReader
-	first [1]byte
+	// first receives an idle client's next bytes; a small message (most
+	// queries) arrives whole in it, so waking up costs one read.
+	first [256]byte
 	pre   prefixReader
 }
 
@@ -99,8 +101,8 @@ func (c *clientConn) read() (byte, []byte, error) {
 	return c.fr.next()
 }
 
-// awaitFirstByte waits, without a buffer, for the next byte of an idle
-// client, then takes a buffer from the pool.
+// awaitFirstByte waits, without the big buffer, for an idle client's next
+// bytes, then takes a buffer from the pool.
 func (c *clientConn) awaitFirstByte() error {
 	n, err := c.Conn.Read(c.first[:])
 	if n == 0 {
