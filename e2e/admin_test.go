@@ -5,10 +5,12 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"os/exec"
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -184,5 +186,69 @@ func TestMetricsProbesAndAdminConsole(t *testing.T) {
 			t.Fatal("/readyz did not come back")
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestReload: a broken file is refused with FILE:LINE and the proxy keeps
+// serving; a valid change applies without dropping clients.
+func TestReload(t *testing.T) {
+	t.Parallel()
+	sh := startShard(t, "reload", 1, "scram-sha-256")
+	p := startProxy(t, proxyConfig{size: 4, shards: []*pgcluster.Shard{sh}, extra: routingExtra})
+	ctx := context.Background()
+	c := p.connect(t)
+	good, err := os.ReadFile(p.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Broken: an unknown key on line 3, and a bad value.
+	broken := strings.Replace(string(good), "database: app\n", "database: app\nbogus_key: 1\n", 1)
+	if err := os.WriteFile(p.cfg, []byte(broken), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(p.log.String(), "shardwire.yaml:4: field bogus_key not found") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no FILE:LINE error logged for the broken file:\n%s", p.log.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	var one int
+	if err := c.QueryRow(ctx, "SELECT 1").Scan(&one); err != nil {
+		t.Fatalf("the proxy stopped serving after a broken reload: %v", err)
+	}
+	// Valid: reads to the primary only; the change applies live.
+	fixed := strings.Replace(string(good), "reads: replicas", "reads: primary", 1)
+	if err := os.WriteFile(p.cfg, []byte(fixed), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// No signal: the file watcher notices.
+	deadline = time.Now().Add(10 * time.Second)
+	for !strings.Contains(p.log.String(), "configuration reloaded") {
+		if time.Now().After(deadline) {
+			t.Fatalf("the changed file was not reloaded:\n%s", p.log.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	fresh := p.connect(t)
+	for i := 0; i < 10; i++ {
+		var port int
+		if err := fresh.QueryRow(ctx, "SELECT inet_server_port()").Scan(&port); err != nil {
+			t.Fatal(err)
+		}
+		if port != sh.Primary.Port {
+			t.Fatalf("with routing.reads: primary a read went to port %d", port)
+		}
+	}
+	// The first client was never dropped.
+	if err := c.QueryRow(ctx, "SELECT 2").Scan(&one); err != nil || one != 2 {
+		t.Fatalf("a client was dropped by the reload: %v", err)
+	}
+	_, body := httpGet(t, "http://"+p.admin+"/metrics")
+	if metricValue(t, body, `shardwire_shardmap_reloads_total{result="error"}`) < 1 || metricValue(t, body, `shardwire_shardmap_reloads_total{result="ok"}`) < 1 {
+		t.Errorf("reload counters not moved")
 	}
 }

@@ -153,7 +153,7 @@ func (a *adminSession) query(q string) []byte {
 			return appendError(nil, "ERROR", "42704", err.Error())
 		}
 		if words[0] == "PAUSE" {
-			ctx, cancel := context.WithTimeout(context.Background(), a.srv.cfg.Limits.ShutdownTimeout)
+			ctx, cancel := context.WithTimeout(context.Background(), a.srv.config().Limits.ShutdownTimeout)
 			err := a.srv.pause(ctx, shards)
 			cancel()
 			if err != nil {
@@ -183,10 +183,10 @@ func (s *Server) showPools() *table {
 
 func (s *Server) showShards() *table {
 	t := &table{cols: []string{"shard", "writer", "state", "readers", "timeline", "failovers", "paused"}}
-	for _, sh := range s.cfg.Shards {
+	for _, sh := range s.config().Shards {
 		writer, state, readers, timeline, failovers := sh.Primary, "configured", "", "", ""
-		if s.checker != nil {
-			ts := s.checker.Topology().Shard(sh.Name)
+		if s.health() != nil {
+			ts := s.health().Topology().Shard(sh.Name)
 			if ts != nil {
 				writer, state = "", "writable"
 				if ts.Writer != nil {
@@ -210,13 +210,13 @@ func (s *Server) showShards() *table {
 
 func (s *Server) showNodes() *table {
 	t := &table{cols: []string{"shard", "node", "configured_role", "role", "state", "readable", "timeline", "lsn", "lag_seconds", "lag_bytes", "last_error"}}
-	if s.checker == nil {
-		for _, sh := range s.cfg.Shards {
+	if s.health() == nil {
+		for _, sh := range s.config().Shards {
 			t.add(sh.Name, sh.Primary, "primary", "unknown", "unchecked", false, "", "", "", "", "")
 		}
 		return t
 	}
-	for _, sh := range s.checker.Topology().Shards {
+	for _, sh := range s.health().Topology().Shards {
 		for _, n := range sh.Nodes {
 			lsn := n.CurrentLSN
 			if n.Role.String() == "replica" {
@@ -283,7 +283,7 @@ func (s *Server) showStats() *table {
 }
 
 func (s *Server) showConfig() *table {
-	c := s.cfg
+	c := s.config()
 	t := &table{cols: []string{"key", "value"}}
 	t.add("config", c.Path)
 	t.add("listen", c.Listen)
@@ -316,13 +316,13 @@ func (s *Server) showConfig() *table {
 // shardsNamed resolves PAUSE/RESUME's argument: one shard, or all.
 func (s *Server) shardsNamed(name string) ([]string, error) {
 	if name == "" {
-		out := make([]string, 0, len(s.cfg.Shards))
-		for _, sh := range s.cfg.Shards {
+		out := make([]string, 0, len(s.config().Shards))
+		for _, sh := range s.config().Shards {
 			out = append(out, sh.Name)
 		}
 		return out, nil
 	}
-	if _, ok := s.cfg.Shard(name); !ok {
+	if _, ok := s.config().Shard(name); !ok {
 		return nil, fmt.Errorf("no shard %q", name)
 	}
 	return []string{name}, nil

@@ -34,7 +34,7 @@ type rywMark struct {
 // chooseNodeExcept picks the pool for new work on shard, leaving out the
 // replica at skip. It reports whether the node is the shard's writer.
 func (s *session) chooseNodeExcept(shard string, req routeRequest, skip string) (*pool.Pool, bool, error) {
-	cfg := s.srv.cfg
+	cfg := s.srv.config()
 	role := req.hint
 	if role == router.RoleAuto {
 		role = s.roleSetting
@@ -66,9 +66,9 @@ func (s *session) chooseNodeExcept(shard string, req routeRequest, skip string) 
 // writer returns the address writes to shard go to, waiting up to
 // pool.acquire_timeout while a failover is under way.
 func (s *session) writer(shard string) (string, error) {
-	ch := s.srv.checker
+	ch := s.srv.health()
 	if ch == nil {
-		sh, ok := s.srv.cfg.Shard(shard)
+		sh, ok := s.srv.config().Shard(shard)
 		if !ok {
 			return "", &clientError{code: codeInternalError, msg: fmt.Sprintf("unknown shard %q", shard)}
 		}
@@ -77,12 +77,12 @@ func (s *session) writer(shard string) (string, error) {
 	if w := ch.Topology().Writer(shard); w != nil {
 		return w.Addr, nil
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), s.srv.cfg.Pool.AcquireTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), s.srv.config().Pool.AcquireTimeout)
 	defer cancel()
 	w, err := ch.WaitWriter(ctx, shard)
 	if err != nil {
 		return "", &clientError{code: codeConnectionFailure, msg: fmt.Sprintf(
-			"no writable primary within pool.acquire_timeout (%s): %v", s.srv.cfg.Pool.AcquireTimeout, err)}
+			"no writable primary within pool.acquire_timeout (%s): %v", s.srv.config().Pool.AcquireTimeout, err)}
 	}
 	return w.Addr, nil
 }
@@ -90,7 +90,7 @@ func (s *session) writer(shard string) (string, error) {
 // pickReplicaExcept returns the pool of a replica that may take this
 // client's reads now, leaving out the node at skip, or nil.
 func (s *session) pickReplicaExcept(shard, skip string) *pool.Pool {
-	ch := s.srv.checker
+	ch := s.srv.health()
 	if ch == nil {
 		return nil // without health checks no replica is known to be fit
 	}
@@ -118,7 +118,7 @@ func (s *session) pickReplicaExcept(shard, skip string) *pool.Pool {
 	case 1:
 		return s.srv.pool(eligible[0].Addr, s.user)
 	}
-	switch s.srv.cfg.Routing.Balance {
+	switch s.srv.config().Routing.Balance {
 	case "round_robin":
 		i := s.srv.roundRobin.Add(1)
 		return s.srv.pool(eligible[int(i%uint64(len(eligible)))].Addr, s.user)
@@ -148,7 +148,7 @@ func (s *session) pickReplicaExcept(shard, skip string) *pool.Pool {
 // the client committed there and no primary position sampled after that
 // commit is known yet (at most one health interval).
 func (s *session) readYourWrites(topo *health.Topology, shard string) (health.LSN, bool) {
-	if !s.srv.cfg.Routing.ReadYourWrites {
+	if !s.srv.config().Routing.ReadYourWrites {
 		return 0, true
 	}
 	for i := range s.ryw {
@@ -170,7 +170,7 @@ func (s *session) readYourWrites(topo *health.Topology, shard string) (health.LS
 
 // markWrite records a commit on shard's primary for read-your-writes.
 func (s *session) markWrite(shard string) {
-	if !s.srv.cfg.Routing.ReadYourWrites {
+	if !s.srv.config().Routing.ReadYourWrites {
 		return
 	}
 	now := time.Now()
@@ -224,7 +224,7 @@ func (s *session) shardwireSetting(st *router.Statement) (bool, error) {
 // snapshot still has one (a blip shorter than failures_before_down). It
 // gives up at deadline.
 func (s *session) waitNewWriter(shard, failed string, deadline time.Time) bool {
-	ch := s.srv.checker
+	ch := s.srv.health()
 	if ch == nil {
 		return false
 	}

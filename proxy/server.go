@@ -21,6 +21,7 @@ import (
 	"github.com/shardwire/shardwire/metrics"
 	"github.com/shardwire/shardwire/pool"
 	"github.com/shardwire/shardwire/router"
+	"github.com/shardwire/shardwire/shardmap"
 )
 
 // reportedParams are the parameters Postgres reports with ParameterStatus
@@ -33,9 +34,9 @@ var reportedParams = map[string]string{
 
 // Server accepts client connections and serves them.
 type Server struct {
-	cfg     *config.Config
+	cfg     atomic.Pointer[config.Config]
 	log     *slog.Logger
-	auth    *authenticator
+	auth    atomic.Pointer[authenticator]
 	tlsConf *tls.Config
 
 	poolsMu sync.Mutex
@@ -53,7 +54,8 @@ type Server struct {
 
 	statements statementRegistry
 	analyzer   *router.Analyzer
-	checker    *health.Checker // nil: every shard's configured primary, no replicas
+	checker    atomic.Pointer[health.Checker] // nil: every shard's configured primary, no replicas
+	shards     atomic.Pointer[shardmap.Map]
 	roundRobin atomic.Uint64
 
 	gatesMu  sync.Mutex
@@ -75,8 +77,15 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: log, auth: auth, pools: map[poolKey]*pool.Pool{}, sessions: map[uint32]*session{}, gates: map[string]*shardGate{},
+	s := &Server{log: log, pools: map[poolKey]*pool.Pool{}, sessions: map[uint32]*session{}, gates: map[string]*shardGate{},
 		analyzer: router.NewAnalyzer(router.Config{ReadOnlyFunctions: cfg.Routing.ReadOnlyFunctions})}
+	m, err := shardmap.New(cfg)
+	if err != nil {
+		return nil, err
+	}
+	s.cfg.Store(cfg)
+	s.auth.Store(auth)
+	s.shards.Store(m)
 	if cfg.TLS != nil {
 		cert, err := tls.LoadX509KeyPair(cfg.TLS.Cert, cfg.TLS.Key)
 		if err != nil {
@@ -127,8 +136,8 @@ func (s *Server) serveConn(conn net.Conn) {
 		_ = tc.SetNoDelay(true)
 		_ = tc.SetKeepAlive(true)
 	}
-	cc := newClientConn(conn, int(s.cfg.Limits.MaxMessageSize))
-	_ = conn.SetDeadline(time.Now().Add(s.cfg.Limits.AuthTimeout))
+	cc := newClientConn(conn, int(s.config().Limits.MaxMessageSize))
+	_ = conn.SetDeadline(time.Now().Add(s.config().Limits.AuthTimeout))
 	sess, err := s.handshake(cc)
 	var admin *adminHandoff
 	if errors.As(err, &admin) {
@@ -186,7 +195,7 @@ func (s *Server) handshake(cc *clientConn) (*session, error) {
 	if db == "" {
 		db = userName
 	}
-	if n := s.clients.Add(1); n > int64(s.cfg.Pool.MaxClients) {
+	if n := s.clients.Add(1); n > int64(s.config().Pool.MaxClients) {
 		s.clients.Add(-1)
 		return nil, &clientError{fatal: true, code: codeTooManyConnections, msg: "sorry, too many clients already (pool.max_clients)"}
 	}
@@ -201,7 +210,7 @@ func (s *Server) handshake(cc *clientConn) (*session, error) {
 			return nil, err
 		}
 	}
-	user, err := s.auth.authenticate(cc, userName)
+	user, err := s.auth.Load().authenticate(cc, userName)
 	if err != nil {
 		if errors.Is(err, errAuthFailed) {
 			s.log.Info("authentication failed", "user", userName, "remote", cc.RemoteAddr().String())
@@ -226,7 +235,7 @@ func (s *Server) handshake(cc *clientConn) (*session, error) {
 		ok = true
 		return nil, &adminHandoff{&adminSession{srv: s, client: cc, user: user}}
 	}
-	if db != s.cfg.Database {
+	if db != s.config().Database {
 		return nil, &clientError{fatal: true, code: codeInvalidCatalog, msg: fmt.Sprintf("database %q does not exist", db)}
 	}
 	params, err := newSessionParams(req.params)
@@ -234,7 +243,7 @@ func (s *Server) handshake(cc *clientConn) (*session, error) {
 		return nil, err
 	}
 	sess := &session{
-		srv: s, client: cc, user: user, txnMode: s.cfg.Pool.Mode == "transaction",
+		srv: s, client: cc, user: user, txnMode: s.config().Pool.Mode == "transaction",
 		started: time.Now(), addr: cc.RemoteAddr().String(),
 		params: params, txStatus: 'I',
 	}
@@ -250,7 +259,7 @@ func (s *Server) handshake(cc *clientConn) (*session, error) {
 
 	// Parameters as a server would report them, with the client's own values.
 	p := s.pool(s.defaultPrimary(), user)
-	pctx, pcancel := context.WithTimeout(context.Background(), s.cfg.Pool.AcquireTimeout)
+	pctx, pcancel := context.WithTimeout(context.Background(), s.config().Pool.AcquireTimeout)
 	serverParams, err := p.ServerParams(pctx)
 	pcancel()
 	if err != nil {
@@ -343,7 +352,7 @@ func (s *Server) nodeMetrics(shard, addr string, writer bool) *metrics.Node {
 func (s *Server) MetricsState() metrics.State {
 	st := metrics.State{Clients: int(s.clients.Load())}
 	shardOf := map[string]string{}
-	for _, sh := range s.cfg.Shards {
+	for _, sh := range s.config().Shards {
 		shardOf[sh.Primary] = sh.Name
 		for _, r := range sh.Replicas {
 			shardOf[r] = sh.Name
@@ -359,8 +368,8 @@ func (s *Server) MetricsState() metrics.State {
 		})
 	}
 	s.poolsMu.Unlock()
-	if s.checker != nil {
-		hm := s.checker.Metrics()
+	if s.health() != nil {
+		hm := s.health().Metrics()
 		for _, n := range hm.Nodes {
 			st.Nodes = append(st.Nodes, metrics.NodeState{
 				Shard: n.Shard, Node: n.Addr, Role: n.Role.String(), State: n.State.String(),
@@ -383,11 +392,11 @@ func (s *Server) Ready() (bool, string) {
 	if s.draining.Load() {
 		return false, "draining"
 	}
-	if s.checker == nil {
+	if s.health() == nil {
 		return true, ""
 	}
-	t := s.checker.Topology()
-	for _, sh := range s.cfg.Shards {
+	t := s.health().Topology()
+	for _, sh := range s.config().Shards {
 		if t.Writer(sh.Name) == nil {
 			reason := "no writable primary"
 			if ts := t.Shard(sh.Name); ts != nil && ts.WriterReason != "" {
@@ -402,17 +411,39 @@ func (s *Server) Ready() (bool, string) {
 // UseHealth makes routing follow c's topology: writes to each shard's
 // current writer, reads to replicas fit to serve them, dials through c's
 // circuit breakers. Call it before Serve.
-func (s *Server) UseHealth(c *health.Checker) { s.checker = c }
+func (s *Server) UseHealth(c *health.Checker) { s.checker.Store(c) }
+
+// health returns the current health checker, or nil.
+func (s *Server) health() *health.Checker { return s.checker.Load() }
+
+// config returns the configuration in force.
+func (s *Server) config() *config.Config { return s.cfg.Load() }
+
+// breaker routes the pools' dial decisions to the current checker.
+type breaker struct{ s *Server }
+
+func (b breaker) AllowDial(addr string) bool {
+	if c := b.s.health(); c != nil {
+		return c.AllowDial(addr)
+	}
+	return true
+}
+
+func (b breaker) DialResult(addr string, err error) {
+	if c := b.s.health(); c != nil {
+		c.DialResult(addr, err)
+	}
+}
 
 // defaultPrimary is the node whose parameters clients see at login.
 func (s *Server) defaultPrimary() string {
-	shard := s.cfg.DefaultShardName()
-	if s.checker != nil {
-		if w := s.checker.Topology().Writer(shard); w != nil {
+	shard := s.config().DefaultShardName()
+	if s.health() != nil {
+		if w := s.health().Topology().Writer(shard); w != nil {
 			return w.Addr
 		}
 	}
-	sh, _ := s.cfg.Shard(shard)
+	sh, _ := s.config().Shard(shard)
 	return sh.Primary
 }
 
@@ -422,15 +453,13 @@ func (s *Server) pool(addr string, user config.User) *pool.Pool {
 	defer s.poolsMu.Unlock()
 	p := s.pools[key]
 	if p == nil {
-		pc := s.cfg.Pool
+		pc := s.config().Pool
 		opts := pool.Options{
-			Addr: addr, User: user.Name, Password: user.ServerPassword, Database: s.cfg.Database,
+			Addr: addr, User: user.Name, Password: user.ServerPassword, Database: s.config().Database,
 			Size: pc.Size, MinIdle: pc.MinIdle, IdleTimeout: pc.IdleTimeout, MaxLifetime: pc.MaxLifetime,
 			ConnectTimeout: pc.ConnectTimeout, Logger: s.log,
 		}
-		if s.checker != nil {
-			opts.Breaker = s.checker
-		}
+		opts.Breaker = breaker{s}
 		if s.connect != nil {
 			opts.Connect = func(ctx context.Context) (net.Conn, pool.ServerInfo, error) { return s.connect(ctx, addr) }
 		}

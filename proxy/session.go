@@ -232,7 +232,7 @@ func (s *session) readFailed(err error) {
 		s.sendFatal(&clientError{fatal: true, code: codeAdminShutdown, msg: "terminating connection: shardwire is shutting down"})
 		return
 	}
-	if errors.As(err, &ne) && ne.Timeout() && s.srv.cfg.Limits.ClientIdleTimeout > 0 {
+	if errors.As(err, &ne) && ne.Timeout() && s.srv.config().Limits.ClientIdleTimeout > 0 {
 		s.sendFatal(&clientError{fatal: true, code: "57P05", msg: "terminating connection due to idle timeout"})
 		return
 	}
@@ -324,9 +324,9 @@ func (s *session) lockAttached(req routeRequest) error {
 		// a READ ONLY one may go to a replica.
 		req.read = req.read && s.deferredRO
 	}
-	shard := s.srv.cfg.DefaultShardName()
+	shard := s.srv.config().DefaultShardName()
 	s.srv.waitUnpaused(shard)
-	deadline := time.Now().Add(s.srv.cfg.Pool.AcquireTimeout)
+	deadline := time.Now().Add(s.srv.config().Pool.AcquireTimeout)
 	var skip string
 	var p *pool.Pool
 	var c *pool.Conn
@@ -342,7 +342,7 @@ func (s *session) lockAttached(req routeRequest) error {
 		if !ok {
 			// No session context: only this goroutine could end the
 			// session, and it is the one waiting.
-			ctx, cancel := context.WithTimeout(context.Background(), s.srv.cfg.Pool.AcquireTimeout)
+			ctx, cancel := context.WithTimeout(context.Background(), s.srv.config().Pool.AcquireTimeout)
 			c, err = p.Borrow(ctx)
 			cancel()
 		}
@@ -362,11 +362,11 @@ func (s *session) lockAttached(req routeRequest) error {
 	if err != nil {
 		if errors.Is(err, pool.ErrTimeout) {
 			return &clientError{code: codeTooManyConnections, msg: fmt.Sprintf(
-				"no server connection to %s came free within pool.acquire_timeout (%s)", p.Addr(), s.srv.cfg.Pool.AcquireTimeout)}
+				"no server connection to %s came free within pool.acquire_timeout (%s)", p.Addr(), s.srv.config().Pool.AcquireTimeout)}
 		}
 		return &clientError{code: codeConnectionFailure, msg: fmt.Sprintf("could not get a server connection: %v", err)}
 	}
-	c.Prepared.SetMax(s.srv.cfg.Pool.PreparedStatementsCache)
+	c.Prepared.SetMax(s.srv.config().Pool.PreparedStatementsCache)
 	s.mu.Lock()
 	s.server, s.pool = c, p
 	s.attachShard, s.attachWrite = shard, isWriter && !req.read
@@ -1137,7 +1137,7 @@ func (s *session) retryElsewhere(c *pool.Conn, p *pool.Pool, cause error) (*pool
 	}
 	shard := s.attachShard
 	s.mu.Unlock()
-	if ch := s.srv.checker; ch != nil {
+	if ch := s.srv.health(); ch != nil {
 		ch.ReportFailure(c.Addr(), cause)
 	}
 	np := s.pickReplicaExcept(shard, c.Addr())
@@ -1148,13 +1148,13 @@ func (s *session) retryElsewhere(c *pool.Conn, p *pool.Pool, cause error) (*pool
 		}
 		np = s.srv.pool(addr, s.user)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), s.srv.cfg.Pool.AcquireTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), s.srv.config().Pool.AcquireTimeout)
 	nc, err := np.Borrow(ctx)
 	cancel()
 	if err != nil {
 		return nil, nil
 	}
-	nc.Prepared.SetMax(s.srv.cfg.Pool.PreparedStatementsCache)
+	nc.Prepared.SetMax(s.srv.config().Pool.PreparedStatementsCache)
 	var out []byte
 	s.mu.Lock()
 	if s.closing || s.server != c {
@@ -1191,7 +1191,7 @@ func (s *session) serverLost(c *pool.Conn, p *pool.Pool, err error) {
 		return
 	}
 	s.logger().Warn("server connection lost", "node", c.Addr(), "err", err)
-	if ch := s.srv.checker; ch != nil {
+	if ch := s.srv.health(); ch != nil {
 		ch.ReportFailure(c.Addr(), err)
 	}
 	if isConnectionError(err) {
@@ -1468,7 +1468,7 @@ func (s *session) close() {
 			s.relay.Wait()
 			_ = c.SetReadDeadline(time.Time{})
 			if needsReset {
-				if err := resetServer(c, s.srv.cfg.Pool.ConnectTimeout); err != nil {
+				if err := resetServer(c, s.srv.config().Pool.ConnectTimeout); err != nil {
 					s.logger().Debug("server reset failed", "err", err)
 					p.Discard(c)
 				} else {

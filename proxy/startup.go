@@ -28,8 +28,8 @@ const (
 // client costs little more than its goroutine.
 type clientConn struct {
 	net.Conn
-	r     *bufio.Reader // nil while released
-	fr    frameReader
+	r  *bufio.Reader // nil while released
+	fr frameReader
 	// first receives an idle client's next bytes; a small message (most
 	// queries) arrives whole in it, so waking up costs one read.
 	first [256]byte

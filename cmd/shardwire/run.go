@@ -70,10 +70,14 @@ func serveProxy(ctx context.Context, cfg *config.Config, log *slog.Logger, ready
 	if err := checker.Start(ctx); err != nil {
 		return fmt.Errorf("start health checks: %w", err)
 	}
-	defer checker.Close()
 	srv.UseHealth(checker)
 	rec := metrics.New(srv.MetricsState)
+	rec.MapVersion(srv.ShardMap().Version())
 	srv.UseMetrics(rec)
+	rl := &reloader{ctx: ctx, path: cfg.Path, srv: srv, rec: rec, log: log, cfg: cfg, checker: checker, stamp: stampOf(cfg.Path)}
+	defer rl.close()
+	srv.SetReload(func() error { return rl.reload("RELOAD") })
+	go rl.watch()
 	if cfg.AdminListen != "" {
 		stopHTTP, err := serveAdminHTTP(cfg.AdminListen, rec, srv, log)
 		if err != nil {
