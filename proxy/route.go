@@ -17,8 +17,9 @@ import (
 // routeRequest is what the session knows when it must pick a server
 // connection for the work that starts now.
 type routeRequest struct {
-	read bool        // every statement of the work may run on a replica
-	hint router.Role // a statement's /* shardwire: role=… */ hint
+	read  bool        // every statement of the work may run on a replica
+	hint  router.Role // a statement's /* shardwire: role=… */ hint
+	shard string      // the shard the work needs; "" for any (the current one, or default_shard)
 }
 
 // rywMark is a client's last commit on a shard's primary, for
@@ -201,7 +202,21 @@ func (s *session) shardwireSetting(st *router.Statement) (bool, error) {
 	if !strings.HasPrefix(name, "shardwire.") {
 		return false, nil
 	}
+	value := strings.Trim(st.Set.Value, "'\"")
 	switch name {
+	case "shardwire.shard":
+		if st.Set.Reset {
+			s.shardSetting = ""
+			return true, nil
+		}
+		if !s.srv.ShardMap().HasShard(value) {
+			return true, &clientError{code: "22023", msg: fmt.Sprintf("invalid value for shardwire.shard: no shard %q", value)}
+		}
+		s.shardSetting = value
+		return true, nil
+	case "shardwire.key":
+		s.keySetting, s.hasKey = value, !st.Set.Reset
+		return true, nil
 	case "shardwire.role":
 		if st.Set.Reset {
 			s.roleSetting = router.RoleAuto
@@ -259,4 +274,57 @@ func isConnectionError(err error) bool {
 		return false
 	}
 	return err != nil
+}
+
+// routeShard returns the shard a statement must run on ("" when any will
+// do), or an error the client gets: the statement's key has no shard, it
+// spans several shards, or it cannot be routed.
+func (s *session) routeShard(an *router.Analysis, sql string, lits []router.Literal, params router.Params, hints router.Hints) (string, error) {
+	m := s.srv.ShardMap()
+	r, err := s.srv.analyzer.Route(an, sql, lits, params, m, router.RouteOptions{
+		Hints: hints, Shard: s.shardSetting, Key: s.keySetting, HasKey: s.hasKey,
+	})
+	if err != nil {
+		var re *router.RouteError
+		if errors.As(err, &re) {
+			return "", &clientError{code: re.Code, msg: re.Msg}
+		}
+		return "", &clientError{code: codeInternalError, msg: err.Error()}
+	}
+	if r.NoTables {
+		return "", nil
+	}
+	if one, ok := r.Single(); ok {
+		return one, nil
+	}
+	if r.AnyShard {
+		s.mu.Lock()
+		current := ""
+		if s.server != nil {
+			current = s.attachShard
+		}
+		s.mu.Unlock()
+		for _, sh := range r.Shards {
+			if sh == current {
+				return sh, nil
+			}
+		}
+		for _, sh := range r.Shards {
+			if sh == m.DefaultShard() {
+				return sh, nil
+			}
+		}
+		return r.Shards[0], nil
+	}
+	what := "the statement"
+	if r.Table != "" {
+		what = fmt.Sprintf("the statement on %s", r.Table)
+	}
+	if r.Replicated {
+		return "", &clientError{code: codeFeatureNotSupported, msg: fmt.Sprintf(
+			"shardwire: writing replicated table %s means running on every shard (%s): not supported yet; write on each shard with /* shardwire: shard=NAME */",
+			r.Table, strings.Join(r.Shards, ", "))}
+	}
+	return "", &clientError{code: codeFeatureNotSupported, msg: fmt.Sprintf(
+		"shardwire: %s needs shards %s: cross-shard statements are not supported yet", what, strings.Join(r.Shards, ", "))}
 }

@@ -104,15 +104,20 @@ type session struct {
 	cancelling   int
 
 	// Routing state, owned by the client goroutine.
-	roleSetting router.Role // SET shardwire.role
-	ryw         []rywMark
-	deferred    []string // BEGIN (and SET TRANSACTION …) held until the first statement
-	deferredRO  bool     // the deferred transaction is READ ONLY
-	unnamedRead bool     // the client's unnamed statement is a read
-	attachShard string
-	attachWrite bool // the attached connection is on a shard's writer for writing
-	nodeMetrics *metrics.Node
-	freshAttach bool // lockAttached borrowed for the current message
+	roleSetting  router.Role // SET shardwire.role
+	shardSetting string      // SET shardwire.shard
+	keySetting   string      // SET shardwire.key
+	hasKey       bool
+	scratch      router.Scratch
+	unnamedStmt  *preparedStmt // the unnamed statement's analysis
+	ryw          []rywMark
+	deferred     []string // BEGIN (and SET TRANSACTION …) held until the first statement
+	deferredRO   bool     // the deferred transaction is READ ONLY
+	unnamedRead  bool     // the client's unnamed statement is a read
+	attachShard  string
+	attachWrite  bool // the attached connection is on a shard's writer for writing
+	nodeMetrics  *metrics.Node
+	freshAttach  bool // lockAttached borrowed for the current message
 
 	// retryQuery is a read-only simple Query sent on a fresh replica
 	// connection that has not answered anything yet: if that replica dies
@@ -125,7 +130,11 @@ type session struct {
 	srvFrames  frameReader
 	flushPoint bool // the last message forwarded makes the server answer (Sync, Query, Flush, …)
 	unanswered int  // bytes sent since the replies were last read up
-	copyIn     bool // the server waits for COPY data from the client
+	// COPY FROM STDIN: CopyInResponses read and CopyDone/CopyFail sent on
+	// this attachment. The server waits for the client while more copies
+	// started than ended (a client may stream its data before the
+	// CopyInResponse arrives, as pgconn does).
+	copyStarted, copyEnded int
 
 	// Owned by the client goroutine.
 	srvOut     []byte
@@ -289,7 +298,7 @@ func (s *session) handle(typ byte, body []byte) error {
 			s.srvOut = appendFrame(s.srvOut, typ, body)
 		}
 		if typ != 'd' {
-			s.copyIn = false
+			s.copyEnded++
 		}
 		return nil
 	case 'X':
@@ -311,6 +320,12 @@ func (s *session) attached() bool {
 func (s *session) lockAttached(req routeRequest) error {
 	s.mu.Lock()
 	if c := s.server; c != nil {
+		if req.shard != "" && req.shard != s.attachShard {
+			on := s.attachShard
+			s.mu.Unlock()
+			return &clientError{code: codeFeatureNotSupported, msg: fmt.Sprintf(
+				"shardwire: this transaction runs on shard %s, but the statement needs shard %s: cross-shard transactions are not supported yet", on, req.shard)}
+		}
 		s.freshAttach = false
 		s.retryQuery = nil
 		if c.StateFingerprint != s.params.fp && s.queueEmpty() && s.txStatus == 'I' {
@@ -324,7 +339,10 @@ func (s *session) lockAttached(req routeRequest) error {
 		// a READ ONLY one may go to a replica.
 		req.read = req.read && s.deferredRO
 	}
-	shard := s.srv.config().DefaultShardName()
+	shard := req.shard
+	if shard == "" {
+		shard = s.srv.ShardMap().DefaultShard()
+	}
 	s.srv.waitUnpaused(shard)
 	deadline := time.Now().Add(s.srv.config().Pool.AcquireTimeout)
 	var skip string
@@ -384,6 +402,7 @@ func (s *session) lockAttached(req routeRequest) error {
 	}
 	s.srvFrames = frameReader{r: c.Reader, max: 1 << 30}
 	s.unanswered = 0
+	s.copyStarted, s.copyEnded = 0, 0
 	if !s.txnMode {
 		// Session mode: the connection stays for the whole session, and
 		// asynchronous messages (NOTIFY) must reach an idle client.
@@ -496,10 +515,13 @@ func (s *session) handleQuery(typ byte, body []byte) error {
 	if eff != nil && eff.pin != "" {
 		s.pin(eff.pin)
 	}
-	req := routeRequest{hint: info.hints.Role}
-	if !s.attached() {
-		req.read = s.srv.analyzer.Classify(sql).Class.IsRead()
+	an := s.srv.analyzer.ClassifyWith(&s.scratch, sql)
+	req := routeRequest{hint: info.hints.Role, read: an.Class.IsRead()}
+	shard, err := s.routeShard(an, sql, s.scratch.Literals(), nil, info.hints)
+	if err != nil {
+		return s.queryError(err)
 	}
+	req.shard = shard
 	if err := s.lockAttached(req); err != nil {
 		return s.queryError(err)
 	}
@@ -635,22 +657,25 @@ func (s *session) handleParse(body []byte) error {
 		return protocolError("malformed Parse message")
 	}
 	if len(name) == 0 {
-		eff := analyzeQuery(string(query))
-		if eff != nil && eff.pin != "" {
-			s.pin(eff.pin)
+		st := newPreparedStmt(query, rest, s.srv.analyzer)
+		if st.effects.pin != "" {
+			s.pin(st.effects.pin)
 		}
-		read := false
-		if !s.attached() {
-			read = s.srv.analyzer.Classify(string(query)).Class.IsRead()
-		}
-		if err := s.lockAttached(routeRequest{read: read}); err != nil {
-			return s.localError(err)
-		}
-		s.unnamedRead = read
 		s.unnamed = appendFrame(s.unnamed[:0], 'P', body)
-		s.unnamedEffects = queryEffects{}
-		if eff != nil {
-			s.unnamedEffects = *eff
+		s.unnamedStmt = st
+		s.unnamedRead = st.read
+		s.unnamedEffects = st.effects
+		if !s.attached() && !s.routableWithoutParams(st) {
+			// Where it runs depends on the Bind's parameters: answer now,
+			// parse it on the server the Bind routes to.
+			s.mu.Lock()
+			s.unnamedOnServer = false
+			s.respondLocked(msgParseComplete)
+			s.mu.Unlock()
+			return nil
+		}
+		if err := s.lockAttached(routeRequest{read: st.read, shard: s.stmtShard(st)}); err != nil {
+			return s.localError(err)
 		}
 		s.unnamedOnServer = true
 		s.push(slot{kind: slotParse})
@@ -669,7 +694,7 @@ func (s *session) handleParse(body []byte) error {
 		s.pin(st.effects.pin)
 	}
 	s.mu.Lock()
-	if s.server == nil && s.srv.statements.known(st.key) {
+	if s.server == nil && (s.srv.statements.known(st.key) || !s.routableWithoutParams(st)) {
 		// Some server accepted this exact statement before: answer without
 		// borrowing, and prepare it lazily where it is bound. A client
 		// that prepares outside a transaction (pgbench -M prepared) then
@@ -680,7 +705,7 @@ func (s *session) handleParse(body []byte) error {
 		return nil
 	}
 	s.mu.Unlock()
-	if err := s.lockAttached(routeRequest{read: st.read}); err != nil {
+	if err := s.lockAttached(routeRequest{read: st.read, shard: s.stmtShard(st)}); err != nil {
 		return s.localError(err)
 	}
 	s.addStmt(string(name), st)
@@ -721,20 +746,55 @@ func (s *session) prepareOnServer(st *preparedStmt, kind slotKind, clientName st
 
 // lockStmt resolves a client statement name and makes sure the attached
 // server holds it. It returns with mu held on success.
-func (s *session) lockStmt(name []byte) (*preparedStmt, error) {
+func (s *session) lockStmt(name []byte, bind []byte) (*preparedStmt, error) {
 	s.mu.Lock()
 	st := s.stmts[string(name)]
 	s.mu.Unlock()
 	if st == nil {
 		return nil, &clientError{code: codeUndefinedPStatement, msg: fmt.Sprintf("prepared statement %q does not exist", name)}
 	}
-	if err := s.lockAttached(routeRequest{read: st.read}); err != nil {
+	shard, err := s.bindShard(st, bind)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.lockAttached(routeRequest{read: st.read, shard: shard}); err != nil {
 		return nil, err
 	}
 	if !s.server.Prepared.Has(st.global, st.key) {
 		s.prepareOnServer(st, slotInjectParse, "")
 	}
 	return st, nil
+}
+
+// routableWithoutParams reports whether a statement's shard is known
+// without bind parameters (it names no sharded key, or fixes it with
+// literals), so its Parse can go to that shard's server at once.
+func (s *session) routableWithoutParams(st *preparedStmt) bool {
+	_, err := s.routeShard(st.an, st.query, st.lits, nil, st.hints)
+	return err == nil
+}
+
+// stmtShard is the shard of a statement routable without parameters.
+func (s *session) stmtShard(st *preparedStmt) string {
+	shard, _ := s.routeShard(st.an, st.query, st.lits, nil, st.hints)
+	return shard
+}
+
+// bindShard routes a prepared statement with a Bind's parameters (bind is
+// the Bind body after the statement name; nil for a Describe, which any
+// shard can answer).
+func (s *session) bindShard(st *preparedStmt, bind []byte) (string, error) {
+	if bind == nil {
+		if shard, err := s.routeShard(st.an, st.query, st.lits, nil, st.hints); err == nil {
+			return shard, nil
+		}
+		return "", nil
+	}
+	params, err := parseBindParams(bind, st.types)
+	if err != nil {
+		return "", err
+	}
+	return s.routeShard(st.an, st.query, st.lits, params, st.hints)
 }
 
 // ensureUnnamedLocked re-sends the client's unnamed statement to a server
@@ -758,7 +818,14 @@ func (s *session) handleBind(body []byte) error {
 	}
 	var eff *queryEffects
 	if len(name) == 0 {
-		if err := s.lockAttached(routeRequest{read: s.unnamedRead}); err != nil {
+		var shard string
+		if s.unnamedStmt != nil {
+			var err error
+			if shard, err = s.bindShard(s.unnamedStmt, rest); err != nil {
+				return s.localError(err)
+			}
+		}
+		if err := s.lockAttached(routeRequest{read: s.unnamedRead, shard: shard}); err != nil {
 			return s.localError(err)
 		}
 		s.ensureUnnamedLocked()
@@ -772,7 +839,7 @@ func (s *session) handleBind(body []byte) error {
 		s.srvOut = appendFrame(s.srvOut, 'B', body)
 		return nil
 	}
-	st, err := s.lockStmt(name)
+	st, err := s.lockStmt(name, rest)
 	if err != nil {
 		return s.localError(err)
 	}
@@ -837,7 +904,7 @@ func (s *session) handleDescribe(body []byte) error {
 			s.srvOut = appendFrame(s.srvOut, 'D', body)
 			return nil
 		}
-		st, err := s.lockStmt(name)
+		st, err := s.lockStmt(name, nil)
 		if err != nil {
 			return s.localError(err)
 		}
@@ -964,7 +1031,7 @@ func lastFrameStart(buf []byte) int {
 // does not make the server answer yet. A serverLoop goroutine, when one
 // runs, does this instead. It returns false when the session must end.
 func (s *session) relayReplies() bool {
-	if !s.flushPoint || s.copyIn {
+	if !s.flushPoint || s.copyStarted > s.copyEnded {
 		return true
 	}
 	for {
@@ -1002,7 +1069,7 @@ func (s *session) relayReplies() bool {
 			return false
 		}
 		if typ == 'G' || typ == 'W' {
-			s.copyIn = true
+			s.copyStarted++
 		}
 		if flush {
 			if err := s.flushClient(); err != nil {
@@ -1012,7 +1079,7 @@ func (s *session) relayReplies() bool {
 		if maybeRelease {
 			s.tryRelease(c, p)
 		}
-		if s.copyIn {
+		if s.copyStarted > s.copyEnded {
 			return true
 		}
 	}

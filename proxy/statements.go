@@ -25,6 +25,12 @@ type preparedStmt struct {
 	effects queryEffects
 	// read: the statement may run on a replica (analysed once, at Parse).
 	read bool
+	// For routing each Bind: the analysis, the literals of the text, the
+	// parameter types and the statement's hints.
+	an    *router.Analysis
+	lits  []router.Literal
+	types []uint32
+	hints router.Hints
 }
 
 func newPreparedStmt(query []byte, rest []byte, an *router.Analyzer) *preparedStmt {
@@ -40,7 +46,13 @@ func newPreparedStmt(query []byte, rest []byte, an *router.Analyzer) *preparedSt
 	if eff := analyzeQuery(st.query); eff != nil {
 		st.effects = *eff
 	}
-	st.read = an.Classify(st.query).Class.IsRead()
+	st.an, st.lits = an.Prepare(st.query)
+	st.read = st.an.Class.IsRead()
+	st.hints = inspectQuery(st.query).hints
+	n := int(binary.BigEndian.Uint16(rest))
+	for i := 0; i < n; i++ {
+		st.types = append(st.types, binary.BigEndian.Uint32(rest[2+4*i:]))
+	}
 	return st
 }
 
@@ -110,4 +122,45 @@ func (r *statementRegistry) size() int {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	return len(r.keys)
+}
+
+// parseBindParams reads the parameter formats and values of a Bind body
+// that starts after the statement name. The values alias body.
+func parseBindParams(b []byte, types []uint32) (*router.BindParams, error) {
+	bad := &clientError{fatal: true, code: codeProtocolViolation, msg: "malformed Bind message"}
+	if len(b) < 2 {
+		return nil, bad
+	}
+	nf := int(binary.BigEndian.Uint16(b))
+	b = b[2:]
+	if len(b) < 2*nf+2 {
+		return nil, bad
+	}
+	p := &router.BindParams{Types: types}
+	if nf > 0 {
+		p.Formats = make([]int16, nf)
+		for i := range p.Formats {
+			p.Formats[i] = int16(binary.BigEndian.Uint16(b[2*i:]))
+		}
+	}
+	b = b[2*nf:]
+	nv := int(binary.BigEndian.Uint16(b))
+	b = b[2:]
+	p.Values = make([][]byte, nv)
+	for i := 0; i < nv; i++ {
+		if len(b) < 4 {
+			return nil, bad
+		}
+		n := int(int32(binary.BigEndian.Uint32(b)))
+		b = b[4:]
+		if n < 0 {
+			continue // NULL
+		}
+		if n > len(b) {
+			return nil, bad
+		}
+		p.Values[i] = b[:n]
+		b = b[n:]
+	}
+	return p, nil
 }

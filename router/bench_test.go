@@ -1,6 +1,7 @@
 package router
 
 import (
+	"os"
 	"strconv"
 	"testing"
 )
@@ -149,5 +150,71 @@ func BenchmarkClassifyMiss(b *testing.B) {
 	b.ReportAllocs()
 	for i := 0; i < b.N; i++ {
 		a.Classify("SELECT abalance, c" + strconv.Itoa(i) + " FROM pgbench_accounts WHERE aid = 123")
+	}
+}
+
+// BenchmarkRouteCached is the sharding decision for a shape already in the
+// cache: "route" is Route alone (what a prepared statement pays at each
+// Bind), "classify+route" adds the lexer pass and cache lookup every
+// simple Query pays.
+func BenchmarkRouteCached(b *testing.B) {
+	data, err := os.ReadFile("../configs/shardwire.yaml")
+	if err != nil {
+		b.Fatal(err)
+	}
+	m, err := loadMap(string(data))
+	if err != nil {
+		b.Fatal(err)
+	}
+	a := NewAnalyzer(Config{})
+	for _, bc := range []struct {
+		name, sql string
+		params    Params
+	}{
+		{"literal", "SELECT * FROM orders WHERE customer_id = 42 AND status = 'new'", nil},
+		{"in-list", "SELECT * FROM orders WHERE customer_id IN (42, 3, 5)", nil},
+		{"join", "SELECT * FROM orders o JOIN customers c ON c.id = o.customer_id WHERE c.id = 44", nil},
+		{"insert", "INSERT INTO orders (id, customer_id, status) VALUES (1, 44, 'new')", nil},
+		{"bind-binary", "SELECT * FROM orders WHERE customer_id = $1",
+			&BindParams{Values: [][]byte{{0, 0, 0, 0, 0, 0, 0, 44}}, Formats: []int16{1}, Types: []uint32{20}}},
+		{"bind-text", "SELECT * FROM orders WHERE customer_id = $1", &BindParams{Values: [][]byte{[]byte("44")}}},
+	} {
+		var s Scratch
+		an := a.ClassifyWith(&s, bc.sql)
+		lits := append([]Literal(nil), s.Literals()...)
+		if _, err := a.Route(an, bc.sql, lits, bc.params, m, RouteOptions{}); err != nil {
+			b.Fatal(err)
+		}
+		b.Run(bc.name+"/route", func(b *testing.B) {
+			b.ReportAllocs()
+			for i := 0; i < b.N; i++ {
+				if _, err := a.Route(an, bc.sql, lits, bc.params, m, RouteOptions{}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(bc.name+"/classify+route", func(b *testing.B) {
+			b.ReportAllocs()
+			var s Scratch
+			for i := 0; i < b.N; i++ {
+				an := a.ClassifyWith(&s, bc.sql)
+				if _, err := a.Route(an, bc.sql, s.Literals(), bc.params, m, RouteOptions{}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkClassifyMissJoin is a cache miss (parse, read/write walk, key
+// analysis) of a typical sharded join.
+func BenchmarkClassifyMissJoin(b *testing.B) {
+	sql := "SELECT o.*, c.name FROM orders o JOIN customers c ON c.id = o.customer_id LEFT JOIN countries k ON k.code = c.country WHERE c.id = 44 AND o.status IN ('new', 'paid')"
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		a := NewAnalyzer(Config{})
+		if an := a.Classify(sql); an.keys == nil {
+			b.Fatal("not analysed")
+		}
 	}
 }

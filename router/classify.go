@@ -64,6 +64,16 @@ type Analysis struct {
 	// Functions are the functions called, qualified as written, each once.
 	Functions []string
 	Err       error // the parse error for ClassUnknown
+
+	// keys are where each statement fixes columns to values, for Route;
+	// nil when the statement was not parsed.
+	keys *keyInfo
+	// literals is the number of literals (placeholders) in Shape.
+	literals int
+	// unroutable is why Route cannot decide for a statement that was not
+	// parsed although it may be valid SQL ("" if parsed, or not SQL).
+	unroutable string
+	tooLong    bool // not parsed because of the text's length
 }
 
 // cost estimates the bytes an Analysis holds in the cache.
@@ -75,7 +85,7 @@ func (a *Analysis) cost() int64 {
 	for _, f := range a.Functions {
 		n += int64(len(f)) + 16
 	}
-	return n
+	return n + a.keys.cost()
 }
 
 // DefaultCacheBytes is the shape cache budget when Config.CacheBytes is 0.
@@ -101,6 +111,10 @@ type Analyzer struct {
 	cache  *shapeCache
 	seed   maphash.Seed
 	misses atomic.Uint64
+
+	// maps caches what Route derives from the last two shard maps.
+	maps    [2]atomic.Pointer[mapIndex]
+	mapTurn atomic.Uint32
 }
 
 // NewAnalyzer returns an Analyzer for cfg.
@@ -169,7 +183,27 @@ func (a *Analyzer) ClassifyWith(s *Scratch, sql string) *Analysis {
 		return an
 	}
 	a.misses.Add(1)
-	return a.cache.add(h, a.analyze(string(s.shape), sql))
+	an := a.analyze(string(s.shape), sql, s.lits)
+	if !cacheable(an, len(s.lits)) {
+		return an
+	}
+	return a.cache.add(h, an)
+}
+
+// cacheable reports whether an holds for every statement of its shape.
+// Statements of one shape differ only in their literals, but the kind of a
+// literal can decide whether the text parses (DATE '2026-01-01' and DATE 5
+// share a shape), and so can the length of the literals (the parse size
+// limit). Caching such a failure would make valid statements of the shape
+// unroutable, or route them to the default shard.
+func cacheable(an *Analysis, literals int) bool {
+	switch {
+	case an.keys != nil:
+		return true
+	case an.tooLong:
+		return false // comments and literals make the text long, not the shape
+	}
+	return an.Err == nil || literals == 0
 }
 
 // Stats returns the cache's counters. Hits are not counted (a shared
@@ -184,22 +218,25 @@ func (a *Analyzer) Stats() CacheStats {
 // analyze runs the PostgreSQL parser on sql. It is called on a cache
 // miss; the result is stored under shape, so it must not depend on the
 // values of sql's literals, only on what the shape keeps.
-func (a *Analyzer) analyze(shape, sql string) (an *Analysis) {
-	an = &Analysis{Shape: shape}
+func (a *Analyzer) analyze(shape, sql string, lits []Literal) (an *Analysis) {
+	an = &Analysis{Shape: shape, literals: len(lits)}
 	defer func() {
 		if r := recover(); r != nil { // defensive: never let one statement take a session down
-			an = &Analysis{Shape: shape, Class: ClassUnknown, Reason: fmt.Sprintf("analysis failed: %v", r)}
+			reason := fmt.Sprintf("analysis failed: %v", r)
+			an = &Analysis{Shape: shape, Class: ClassUnknown, Reason: reason, literals: len(lits), unroutable: reason}
 		}
 	}()
 	if len(sql) > maxParseBytes {
 		an.Class = ClassUnknown
 		an.Reason = fmt.Sprintf("statement of %d bytes is too long to analyse (limit %d)", len(sql), maxParseBytes)
+		an.unroutable, an.tooLong = an.Reason, true
 		return an
 	}
 	if risk, chain := nestingRisk(shape); risk > maxNestingRisk || chain > maxDottedChain {
 		an.Class = ClassUnknown
 		an.Reason = fmt.Sprintf("statement too complex to analyse safely: %d operators, joins and set operations (limit %d), names of %d dotted parts (limit %d)",
 			risk, maxNestingRisk, chain, maxDottedChain)
+		an.unroutable = an.Reason
 		return an
 	}
 	res, err := pg_query.Parse(sql)
@@ -215,9 +252,12 @@ func (a *Analyzer) analyze(shape, sql string) (an *Analysis) {
 		return an
 	}
 	w := walker{funcs: &a.funcs}
+	kw := newKeyWalker(sql, lits)
 	for _, raw := range res.Stmts {
 		w.statement(raw.Stmt)
+		kw.statement(raw.Stmt)
 	}
+	an.keys = &kw.info
 	an.Statements = len(res.Stmts)
 	an.Tables = w.result()
 	an.Functions = w.functions

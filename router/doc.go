@@ -1,6 +1,7 @@
 // Package router analyses SQL text for the proxy: what a statement does to
-// session state, whether it may run on a replica, and which tables it names.
-// It does no I/O; the proxy executes what it decides.
+// session state, whether it may run on a replica, which tables it names,
+// and on which shards of a shard map it must run. It does no I/O; the
+// proxy executes what it decides.
 //
 // # Layers
 //
@@ -123,22 +124,132 @@
 // 1_000), which the server then rejects itself, and a statement it cannot
 // parse is ClassUnknown, which is safe.
 //
+// Key resolution (see Sharding) costs about the size of the WHERE and ON
+// clauses per class of equal columns, thanks to a union-find per query
+// level and memoisation, and is capped by a work budget per analysis
+// (fixBudget): past it, the remaining columns are left unfixed, so their
+// tables are refused rather than misrouted. Statements built to defeat it
+// (1,000 chained equalities, 1,000 FROM items by 1,000 unqualified names,
+// 1,000 chained outer joins) analyse in about as long again as the parse
+// itself (TestKeyAnalysisCost).
+//
 // # Literals and shapes
 //
 // The i-th literal Normalize (or Scratch.Literals) reports is the i-th $? of
 // the shape; Literal.Start is its offset in the original text, which is
 // what the parser reports as a constant's location (except that for a
 // negated number, -5 or - 5, the parser reports the minus sign's offset
-// and the lexer the digit's), so a cached analysis can refer to "literal
-// i" and each statement supplies the values with Literal.Value. Continued strings ('a' newline 'b') are one literal, and a
-// U&'…' literal includes its UESCAPE clause.
+// and the lexer the digit's; the key walker records such a value as
+// "literal i, negated"), so a cached analysis can refer to "literal i" and
+// each statement supplies the values with Literal.Value. Continued
+// strings ('a' newline 'b') are one literal, and a U&'…' literal includes
+// its UESCAPE clause.
+//
+// # Sharding
+//
+// Analyzer.Route decides where a statement runs on a shardmap.Map. On a
+// cache miss the walker also records, per statement, every relation it
+// names and where the statement fixes a column of that relation to
+// constants ("key references"). They depend only on the shape: a value is
+// "literal i" (the i-th literal of Scratch.Literals, read with
+// Literal.Value from the text of each execution) or "$n" (a bind
+// parameter), never the value itself. Since the map may change under a
+// cached analysis, every column is recorded, not just today's key; Route
+// looks up each table's key column in the map it is given.
+//
+// Recognised, for a table T with key k:
+//
+//   - WHERE k = c, c = k, k IS NOT DISTINCT FROM c, k IN (c, …),
+//     k = ANY(ARRAY[c, …]), k = ANY('{…}') and k = ANY($n) (an array in
+//     text or binary format), (k, x) = (c, y); c is a literal, a negated
+//     number (-5: the parser points at the sign, the lexer at the digits,
+//     which literalAt reconciles), or $n, optionally under one cast to the
+//     key's type family ('42'::bigint, DATE '2026-01-01', CAST($1 AS uuid)).
+//     A cast to another type is not used, as it may change the value
+//     ('2026-01-01 10:00'::date is midnight), and neither is a cast on the
+//     column side (ts::date = … spans many keys);
+//   - qualified as k, T.k, schema.T.k or alias.k; an unqualified name in
+//     the query level that names T is T's column (or ambiguous, which
+//     Postgres rejects);
+//   - AND: each conjunct that fixes k narrows it (the intersection of
+//     shard sets; an empty intersection matches no row); OR: only if every
+//     branch fixes k (the union); NOT, <>, LIKE, BETWEEN, IS NULL,
+//     subqueries (k IN (SELECT …)) and expressions (k = $1 + 1) fix nothing;
+//   - equalities between columns in WHERE and inner-join ON (and USING)
+//     carry a fixed key to the other side, also through several hops; an
+//     outer join's ON fixes only its nullable side (customers c LEFT JOIN
+//     orders o ON o.customer_id = c.id WHERE c.id = 5 fixes both), and a
+//     subquery's equality with an outer column (EXISTS (… WHERE o.k =
+//     c.id), LATERAL) takes the outer column's condition;
+//   - CTEs, subqueries in FROM, sublinks, UNION branches and data-modifying
+//     CTEs: each occurrence of T must have its key fixed in its own query
+//     level. A condition outside the level where T is named does not reach
+//     it (WITH x AS (SELECT * FROM orders) SELECT … FROM x WHERE k = 1 is
+//     refused);
+//   - INSERT INTO T (cols) VALUES (…), (…): per row, the constant or $n at
+//     k's position (the union over rows). No column list, DEFAULT, NULL, an
+//     expression or INSERT … SELECT give no usable key (the column order of
+//     the table is not known to the router);
+//   - UPDATE T SET k = …, and INSERT … ON CONFLICT DO UPDATE SET k = …: k = k
+//     and k = EXCLUDED.k are allowed; a constant that lives on the same
+//     single shard as the rows is allowed; anything else is refused.
+//
+// Route's rules, per statement: a table the map does not list is
+// unsharded and needs the default shard; tables in pg_catalog,
+// information_schema, pg_temp and unqualified pg_* names are on every
+// server and need nothing; a replicated table needs any one shard when
+// read and every shard when written (Route.Replicated); a sharded table
+// needs the shards of its key values. Every table of one statement must
+// need the same shard set, otherwise the statement is refused (0A000):
+// a join of sharded tables on different shards, an unsharded table with a
+// sharded key that is not on the default shard, a replicated write fed
+// from one shard. The statements of a Query string add up (union): a
+// result with several shards is returned, not refused, and the caller
+// decides (it may not run it yet). A statement naming no table (SELECT 1,
+// BEGIN, FETCH) gets the default shard with NoTables set, so that a
+// transaction already on another shard keeps it there.
+//
+// Refused, with a *RouteError carrying the SQLSTATE: a sharded table
+// without a usable key (0A000, naming the table and its key column),
+// including COPY, MERGE, DDL and TRUNCATE of a sharded table; an update of
+// the key (0A000); a statement needing several incompatible shard sets
+// (0A000); a key value its type cannot read (the shardmap.ValueError's
+// code: 22P02, 22003, 22007, 22008, 22P03, 42804); an INSERT of a list or
+// range value no shard holds (23514). In a read, UPDATE or DELETE such a
+// value, k = NULL, or contradicting conditions match no row: the route
+// says AnyShard (ByNoRows). A statement the parser rejects goes to the
+// default shard, whose server reports the error; one too long or complex
+// to parse is refused (0A000). A parse failure that depends on the
+// literals (DATE 5 shares its shape with DATE '2026-01-01') or on the
+// text's length is never cached, so it cannot hide a valid statement of
+// its shape.
+//
+// Not seen: views, functions and rules that read sharded tables (a view
+// not in the map is an unsharded table), search_path (an unqualified name
+// is looked up as written, i.e. as public.name), and sequences.
+//
+// Hints and session settings override, in this order: a statement's
+// /* shardwire: shard=NAME */, its /* shardwire: key=VALUE */, the
+// session's SET shardwire.shard, then SET shardwire.key, then the keys in
+// the statement. A shard hint or setting sends the statement to that shard
+// whatever it is, DDL included (the way to run maintenance per shard). A
+// key hint or setting replaces the key values of every sharded table in
+// the statement, placed with each table's type and strategy (they must
+// agree); unsharded and replicated tables keep their rules, and an update
+// of the key is still refused. For a statement naming no table (a
+// function call, BEGIN) the key is placed as the map's hash tables place
+// it, if all those that accept the value agree; otherwise it is ignored.
+//
+// The cost for a cached shape is one map lookup per table, one Locate
+// per key value and no allocation (BenchmarkRouteCached).
 //
 // # Cache
 //
 // Analyses are cached by shape in a sync.Map keyed by a seeded hash (the
 // shape itself is compared on a hit), so hits take no lock and sessions do
 // not contend. A mutex guards inserts and CLOCK eviction; the budget counts
-// each entry's strings plus a fixed overhead, and a single analysis larger
-// than an eighth of the budget is not cached. A cached shape costs one
-// lexer pass, one hash and one map lookup (see BenchmarkClassifyCached).
+// each entry's strings and key references plus a fixed overhead, and a
+// single analysis larger than an eighth of the budget is not cached. A
+// cached shape costs one lexer pass, one hash and one map lookup (see
+// BenchmarkClassifyCached).
 package router

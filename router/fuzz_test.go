@@ -1,8 +1,13 @@
 package router
 
 import (
+	"errors"
+	"fmt"
 	"reflect"
+	"strings"
 	"testing"
+
+	"github.com/shardwire/shardwire/shardmap"
 )
 
 func addSeeds(f *testing.F) {
@@ -159,4 +164,83 @@ func endsInside(src string) bool {
 		}
 	}
 	return false
+}
+
+// FuzzRoute routes arbitrary SQL with an arbitrary first bind parameter
+// and key hint against the spec's map: Route must not panic, its answers
+// must be well formed, and an analysis cached for a sibling statement (the
+// same shape with other numbers at other offsets) must route this
+// statement exactly as a fresh analysis of it does.
+func FuzzRoute(f *testing.F) {
+	for _, c := range routeCases {
+		f.Add(c.sql, []byte("44"), false, uint32(0), "")
+	}
+	for _, c := range classifyCases {
+		f.Add(c.sql, []byte{0, 0, 0, 0, 0, 0, 0, 44}, true, uint32(20), "")
+	}
+	for _, s := range lexerSeeds {
+		f.Add(s, []byte(nil), false, uint32(0), "")
+	}
+	f.Add("SELECT * FROM orders WHERE customer_id = ANY($1)", []byte{0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 20, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 8, 0, 0, 0, 0, 0, 0, 0, 44}, true, uint32(1016), "")
+	f.Add("SELECT * FROM orders WHERE customer_id = ANY($1)", []byte(`{1,"2",NULL,{3}}`), false, uint32(0), "")
+	f.Add("SELECT process(1)", []byte(nil), false, uint32(0), "42")
+	spec, _ := testMaps(f)
+	f.Fuzz(func(t *testing.T, sql string, p []byte, bin bool, oid uint32, key string) {
+		params := fakeParams{{v: p, bin: bin, oid: oid}, {v: p}}
+		opt := RouteOptions{Key: key, HasKey: key != ""}
+		fresh := NewAnalyzer(Config{CacheBytes: 1 << 20})
+		var s Scratch
+		an := fresh.ClassifyWith(&s, sql)
+		r, err := fresh.Route(an, sql, s.Literals(), params, spec, opt)
+		checkRouteResult(t, spec, sql, r, err)
+
+		primed := NewAnalyzer(Config{CacheBytes: 1 << 20})
+		primed.Classify(sibling(sql))
+		an2 := primed.ClassifyWith(&s, sql)
+		r2, err2 := primed.Route(an2, sql, s.Literals(), params, spec, opt)
+		checkRouteResult(t, spec, sql, r2, err2)
+		if an.keys == nil {
+			return // not parsed on its own: the sibling's analysis may differ
+		}
+		if got, want := routeSummary(r2, err2), routeSummary(r, err); got != want {
+			t.Fatalf("%q: routed %s with a sibling's cached analysis (%s), %s with its own (%s)",
+				sql, got, an2.keys, want, an.keys)
+		}
+	})
+}
+
+func routeSummary(r Route, err error) string {
+	if err != nil {
+		var re *RouteError
+		if errors.As(err, &re) {
+			return "error " + re.Code
+		}
+		return "error ?"
+	}
+	return fmt.Sprintf("%v any=%v by=%v", r.Shards, r.AnyShard, r.By)
+}
+
+func checkRouteResult(t *testing.T, m *shardmap.Map, sql string, r Route, err error) {
+	t.Helper()
+	if err != nil {
+		var re *RouteError
+		if !errors.As(err, &re) || len(re.Code) != 5 || !strings.HasPrefix(re.Msg, "shardwire: ") {
+			t.Fatalf("%q: malformed error %#v", sql, err)
+		}
+		return
+	}
+	if len(r.Shards) == 0 {
+		t.Fatalf("%q: route without shards: %+v", sql, r)
+	}
+	for i, s := range r.Shards {
+		if !m.HasShard(s) || (i > 0 && r.Shards[i-1] >= s) {
+			t.Fatalf("%q: shards %v unknown, unsorted or repeated", sql, r.Shards)
+		}
+	}
+	if r.NoTables && !r.Default {
+		t.Fatalf("%q: NoTables without Default: %+v", sql, r)
+	}
+	if r.Default && (len(r.Shards) != 1 || r.Shards[0] != m.DefaultShard()) {
+		t.Fatalf("%q: Default route to %v", sql, r.Shards)
+	}
 }
