@@ -60,6 +60,12 @@ func inspectQuery(sql string) queryInfo {
 			if info.hints.Role == router.RoleAuto {
 				info.hints.Role = h.Role
 			}
+			if info.hints.Shard == "" {
+				info.hints.Shard = strings.Clone(h.Shard)
+			}
+			if !info.hints.HasKey && h.HasKey {
+				info.hints.Key, info.hints.HasKey = strings.Clone(h.Key), true
+			}
 			if info.hints.Err == nil {
 				info.hints.Err = h.Err
 			}

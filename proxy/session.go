@@ -693,8 +693,9 @@ func (s *session) handleParse(body []byte) error {
 	if st.effects.pin != "" {
 		s.pin(st.effects.pin)
 	}
+	deferParse := s.srv.statements.known(st.key) || !s.routableWithoutParams(st)
 	s.mu.Lock()
-	if s.server == nil && (s.srv.statements.known(st.key) || !s.routableWithoutParams(st)) {
+	if s.server == nil && deferParse {
 		// Some server accepted this exact statement before: answer without
 		// borrowing, and prepare it lazily where it is bound. A client
 		// that prepares outside a transaction (pgbench -M prepared) then
