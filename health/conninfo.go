@@ -162,6 +162,9 @@ func parseConninfoURI(s string) ([]kv, error) {
 			if err != nil {
 				return nil, fmt.Errorf("conninfo: %w", err)
 			}
+			if !validKeyword(k) {
+				return nil, fmt.Errorf("conninfo: invalid parameter name %q", k)
+			}
 			out = append(out, kv{k, v})
 		}
 	}
@@ -216,4 +219,18 @@ func quoteLiteral(s string) string {
 		return "'" + strings.ReplaceAll(s, "'", "''") + "'"
 	}
 	return "E'" + strings.NewReplacer(`\`, `\\`, `'`, `''`).Replace(s) + "'"
+}
+
+// validKeyword reports whether k can be a libpq connection keyword.
+func validKeyword(k string) bool {
+	if k == "" {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		c := k[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_') {
+			return false
+		}
+	}
+	return true
 }
