@@ -61,7 +61,7 @@ func TestMain(m *testing.M) {
 }
 
 // startShard starts a shard with the test users and database.
-func startShard(t *testing.T, name string, replicas int, auth string) *pgcluster.Shard {
+func startShard(t testing.TB, name string, replicas int, auth string) *pgcluster.Shard {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -106,7 +106,7 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-func freePort(t *testing.T) int {
+func freePort(t testing.TB) int {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -167,7 +167,7 @@ func (pc proxyConfig) yaml(listen, admin string) string {
 }
 
 // startProxy writes the config and runs shardwire until the test ends.
-func startProxy(t *testing.T, pc proxyConfig) *proxyProc {
+func startProxy(t testing.TB, pc proxyConfig) *proxyProc {
 	t.Helper()
 	dir := t.TempDir()
 	listen := fmt.Sprintf("127.0.0.1:%d", freePort(t))
@@ -217,7 +217,7 @@ func startProxy(t *testing.T, pc proxyConfig) *proxyProc {
 }
 
 // stop sends SIGTERM and waits for the process to exit.
-func (p *proxyProc) stop(t *testing.T) {
+func (p *proxyProc) stop(t testing.TB) {
 	select {
 	case <-p.done:
 		return
@@ -256,7 +256,7 @@ func (p *proxyProc) pgEnv() []string {
 }
 
 // run runs a command with the proxy's libpq environment and returns its output.
-func (p *proxyProc) run(t *testing.T, timeout time.Duration, name string, args ...string) (string, error) {
+func (p *proxyProc) run(t testing.TB, timeout time.Duration, name string, args ...string) (string, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
@@ -266,7 +266,7 @@ func (p *proxyProc) run(t *testing.T, timeout time.Duration, name string, args .
 	return string(out), err
 }
 
-func tool(t *testing.T, name string) string {
+func tool(t testing.TB, name string) string {
 	t.Helper()
 	path, err := exec.LookPath(name)
 	if err != nil {

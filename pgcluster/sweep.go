@@ -20,12 +20,16 @@ var (
 )
 
 // writeOwner records this process as the owner of dir.
-func writeOwner(dir string) error {
+func writeOwner(dir string) error { return WriteOwner(dir, ownerFile) }
+
+// WriteOwner records this process as the owner of dir, in dir's file name,
+// for SweepOrphans. Without /proc it writes nothing (and nothing is swept).
+func WriteOwner(dir, name string) error {
 	start, ok := processStart(os.Getpid())
 	if !ok {
-		return nil // no /proc: no sweeping either
+		return nil
 	}
-	err := os.WriteFile(filepath.Join(dir, ownerFile), fmt.Appendf(nil, "%d %s\n", os.Getpid(), start), 0o644)
+	err := os.WriteFile(filepath.Join(dir, name), fmt.Appendf(nil, "%d %s\n", os.Getpid(), start), 0o644)
 	if err != nil {
 		return fmt.Errorf("pgcluster: %w", err)
 	}
@@ -36,11 +40,28 @@ func writeOwner(dir string) error {
 // gone (one that was killed, say by a test timeout, before it could close
 // them).
 func sweep(pattern string, logf func(string, ...any)) {
+	for _, d := range SweepOrphans(pattern, ownerFile, nil) {
+		logf("pgcluster: removed %s, left behind by a process that is gone", d)
+	}
+}
+
+// SweepOrphans removes the directories matching pattern whose owner file
+// name (written by WriteOwner) names a process that no longer runs, with
+// remove (nil: os.RemoveAll), and returns them. A directory without the
+// file is left alone: it is not one of ours, or is still being created.
+func SweepOrphans(pattern, name string, remove func(dir string) error) []string {
+	if _, ok := processStart(os.Getpid()); !ok {
+		return nil // no /proc: owners cannot be told alive or dead
+	}
+	if remove == nil {
+		remove = os.RemoveAll
+	}
+	var removed []string
 	dirs, _ := filepath.Glob(pattern)
 	for _, d := range dirs {
-		b, err := os.ReadFile(filepath.Join(d, ownerFile))
+		b, err := os.ReadFile(filepath.Join(d, name))
 		if err != nil {
-			continue // not a shard directory, or still being created
+			continue
 		}
 		pidText, start, _ := strings.Cut(strings.TrimSpace(string(b)), " ")
 		pid, err := strconv.Atoi(pidText)
@@ -50,15 +71,16 @@ func sweep(pattern string, logf func(string, ...any)) {
 		if now, alive := processStart(pid); alive && now == start {
 			continue
 		}
-		if err := os.RemoveAll(d); err == nil {
-			logf("pgcluster: removed %s, left behind by process %d", d, pid)
+		if err := remove(d); err == nil {
+			removed = append(removed, d)
 		}
 	}
+	return removed
 }
 
 // processStart returns the start time of pid (field 22 of /proc/PID/stat,
 // in clock ticks since boot), which tells a process from a later one that
-// reuses its pid.
+// reuses its pid; a zombie, whose servers are gone already, counts as dead.
 func processStart(pid int) (string, bool) {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {
@@ -69,7 +91,7 @@ func processStart(pid int) (string, bool) {
 		return "", false
 	}
 	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 20 {
+	if len(f) < 20 || f[0] == "Z" || f[0] == "X" {
 		return "", false
 	}
 	return f[19], true

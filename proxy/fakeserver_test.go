@@ -78,10 +78,30 @@ func newTestServer(tb testing.TB, mode string) (*Server, *config.Config) {
 	if err != nil {
 		tb.Fatal(err)
 	}
+	// A loopback TCP listener, not net.Pipe: the proxy relies on socket
+	// buffers as every real server connection has them (net.Pipe has none,
+	// so any write waits for the other side's read).
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go fakeBackend(c)
+		}
+	}()
 	srv.connect = func(ctx context.Context, addr string) (net.Conn, pool.ServerInfo, error) {
-		a, b := net.Pipe()
-		go fakeBackend(b)
-		return a, pool.ServerInfo{PID: 42, SecretKey: []byte{1, 2, 3, 4}, Params: map[string]string{"server_version": "15.0"}}, nil
+		var d net.Dialer
+		c, err := d.DialContext(ctx, "tcp", ln.Addr().String())
+		if err != nil {
+			return nil, pool.ServerInfo{}, err
+		}
+		return c, pool.ServerInfo{PID: 42, SecretKey: []byte{1, 2, 3, 4}, Params: map[string]string{"server_version": "15.0"}}, nil
 	}
 	return srv, cfg
 }

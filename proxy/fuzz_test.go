@@ -109,7 +109,7 @@ func FuzzClientMessages(f *testing.F) {
 		_, _ = client.Write([]byte{'S', 0, 0, 0, 4})
 		// The client leaves (possibly mid-frame): the session must end.
 		client.Close()
-		deadline := time.Now().Add(10 * time.Second)
+		deadline := time.Now().Add(8 * time.Second)
 		for srv.Clients() != 0 {
 			if time.Now().After(deadline) {
 				t.Fatal("session did not end after its client left")

@@ -391,6 +391,9 @@ func (s *session) lockAttached(req routeRequest) error {
 	s.freshAttach = true
 	s.nodeMetrics = s.srv.nodeMetrics(shard, p.Addr(), isWriter)
 	s.srv.gate(shard).active.Add(1)
+	if s.srv.log.Enabled(context.Background(), slog.LevelDebug) {
+		s.logger().Debug("routed", "shard", shard, "node", p.Addr(), "writer", isWriter, "read", req.read, "hint", req.hint.String())
+	}
 	s.unnamedOnServer = false
 	if c.StateFingerprint != s.params.fp {
 		s.syncStateLocked(c)
@@ -1051,6 +1054,15 @@ func (s *session) relayReplies() bool {
 			return true
 		}
 		s.mu.Unlock()
+		if c.Reader.Buffered() == 0 && !s.serverAnswersSoon(c) {
+			// A slow statement: hand the reading to a relay goroutine and
+			// go back to the client, so that a client that leaves or
+			// cancels meanwhile is noticed at once.
+			s.mu.Lock()
+			s.startRelayLocked()
+			s.mu.Unlock()
+			return true
+		}
 		typ, body, err := s.srvFrames.next()
 		if err != nil {
 			if nc, _ := s.retryElsewhere(c, p, err); nc != nil {
@@ -1084,6 +1096,20 @@ func (s *session) relayReplies() bool {
 			return true
 		}
 	}
+}
+
+// relayPatience is how long the client goroutine waits for a reply before it
+// leaves the reading to a relay goroutine.
+const relayPatience = 5 * time.Millisecond
+
+// serverAnswersSoon waits up to relayPatience for the server to send
+// something, consuming nothing. Other errors are left for the next read.
+func (s *session) serverAnswersSoon(c *pool.Conn) bool {
+	_ = c.SetReadDeadline(time.Now().Add(relayPatience))
+	_, err := c.Reader.Peek(1)
+	_ = c.SetReadDeadline(time.Time{})
+	var ne net.Error
+	return !(errors.As(err, &ne) && ne.Timeout())
 }
 
 // injectFailure ends a session whose state could not be applied on a server

@@ -484,39 +484,14 @@ func loadShard(ctx context.Context, s *pgcluster.Shard, rows []sampleRow) error 
 }
 
 // writeDemoOwner records this process as the owner of dir, for sweepDemoDirs.
-func writeDemoOwner(dir string) error {
-	start, _ := procStart(os.Getpid())
-	err := os.WriteFile(filepath.Join(dir, demoOwnerFile), fmt.Appendf(nil, "%d %s\n", os.Getpid(), start), 0o644)
-	if err != nil {
-		return fmt.Errorf("write %s: %w", demoOwnerFile, err)
-	}
-	return nil
-}
+func writeDemoOwner(dir string) error { return pgcluster.WriteOwner(dir, demoOwnerFile) }
 
 // sweepDemoDirs removes the folders of earlier demos whose process is gone
 // (killed with SIGKILL, which leaves no chance to clean up; their servers
 // died with them, as pgcluster's servers die with their parent).
 func sweepDemoDirs(stderr io.Writer) {
-	if _, ok := procStart(os.Getpid()); !ok {
-		return // no /proc: owners cannot be told alive or dead
-	}
-	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), demoDirPrefix+"*"))
-	for _, d := range dirs {
-		b, err := os.ReadFile(filepath.Join(d, demoOwnerFile))
-		if err != nil {
-			continue // not a demo folder, or one being created
-		}
-		pidText, start, _ := strings.Cut(strings.TrimSpace(string(b)), " ")
-		pid, err := strconv.Atoi(pidText)
-		if err != nil {
-			continue
-		}
-		if now, alive := procStart(pid); alive && now == start {
-			continue
-		}
-		if err := removeOwnerLast(d); err == nil {
-			fmt.Fprintf(stderr, "shardwire demo: removed %s, left behind by a demo that was killed\n", d)
-		}
+	for _, d := range pgcluster.SweepOrphans(filepath.Join(os.TempDir(), demoDirPrefix+"*"), demoOwnerFile, removeOwnerLast) {
+		fmt.Fprintf(stderr, "shardwire demo: removed %s, left behind by a demo that was killed\n", d)
 	}
 }
 
@@ -535,23 +510,4 @@ func removeOwnerLast(dir string) error {
 		}
 	}
 	return os.RemoveAll(dir)
-}
-
-// procStart returns the start time of pid (field 22 of /proc/PID/stat), which
-// tells a process from a later one that reuses its pid; a zombie, whose
-// servers are gone already, counts as dead.
-func procStart(pid int) (string, bool) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return "", false
-	}
-	i := strings.LastIndexByte(string(b), ')')
-	if i < 0 {
-		return "", false
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 20 || f[0] == "Z" || f[0] == "X" {
-		return "", false
-	}
-	return f[19], true
 }
