@@ -133,6 +133,8 @@ func failoverPromote(t *testing.T, synchronous bool) {
 	}
 	w := &writeLoad{}
 	var wg sync.WaitGroup
+	// However the test ends, the load stops and is waited for.
+	t.Cleanup(func() { w.stopped.Store(true); wg.Wait() })
 	for i := 1; i <= 3; i++ {
 		wg.Add(1)
 		go w.run(t, p.dsn(appUser, appPassword), i, &wg)

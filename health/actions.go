@@ -49,9 +49,6 @@ func (c *Checker) promote(ctx context.Context, a action) promoteResult {
 	}
 	ctx, cancel := context.WithTimeout(ctx, promoteTimeout)
 	defer cancel()
-	if err := c.promoteGuard(ctx, a); err != nil {
-		return fail(err)
-	}
 	conn, err := c.connect(ctx, a.node)
 	if err != nil {
 		return fail(err)
@@ -63,6 +60,9 @@ func (c *Checker) promote(ctx context.Context, a action) promoteResult {
 	}
 	if !o.InRecovery {
 		return fail(fmt.Errorf("%s is not in recovery any more (promoted by someone else?); not promoting", a.node))
+	}
+	if err := c.promoteGuard(ctx, a, max(o.ReceiveLSN, o.ReplayLSN)); err != nil {
+		return fail(err)
 	}
 	v, err := queryValue(ctx, conn, fmt.Sprintf("SELECT pg_promote(true, %d)", promoteWaitSeconds))
 	if err != nil {
@@ -98,8 +98,12 @@ func (c *Checker) promote(ctx context.Context, a action) promoteResult {
 // promoteGuard asks every other node of the shard, right before promoting,
 // whether it is a primary on the failed primary's timeline or a newer one:
 // the old primary came back, or another shardwire (or a person) promoted
-// first. Either way promoting now would make a second primary.
-func (c *Checker) promoteGuard(ctx context.Context, a action) error {
+// first. Either way promoting now would make a second primary. It also
+// refuses when another replica has received more WAL than the candidate's
+// fresh position: the checks that chose the candidate may predate WAL still
+// in flight, and promoting the laggard would fork a timeline that replica
+// cannot follow. The next decision then picks the more advanced one.
+func (c *Checker) promoteGuard(ctx context.Context, a action, position LSN) error {
 	var mu sync.Mutex
 	var errs []error
 	var wg sync.WaitGroup
@@ -115,7 +119,18 @@ func (c *Checker) promoteGuard(ctx context.Context, a action) error {
 			}
 			defer closeConn(conn)
 			var o observation
-			if err := runCheck(gctx, conn, &o); err != nil || o.InRecovery || o.Timeline < a.timeline {
+			if err := runCheck(gctx, conn, &o); err != nil {
+				return
+			}
+			if o.InRecovery {
+				if p := max(o.ReceiveLSN, o.ReplayLSN); p > position {
+					mu.Lock()
+					errs = append(errs, fmt.Errorf("replica %s has received more WAL (%s) than the candidate %s (%s)", addr, p, a.node, position))
+					mu.Unlock()
+				}
+				return
+			}
+			if o.Timeline < a.timeline {
 				return
 			}
 			mu.Lock()
