@@ -125,6 +125,7 @@ type proxyConfig struct {
 	extra      string // more YAML, appended
 	shards     []*pgcluster.Shard
 	maxMessage string
+	idle       string // limits.client_idle_timeout
 }
 
 func (pc proxyConfig) yaml(listen, admin string) string {
@@ -145,10 +146,12 @@ func (pc proxyConfig) yaml(listen, admin string) string {
 	fmt.Fprintf(&b, "users:\n  - name: %s\n    password: ${E2E_APP_PASSWORD}\n  - name: %s\n    password: %s\n    admin: true\n", appUser, opsUser, opsPassword)
 	fmt.Fprintf(&b, "auth_method: %s\n", pc.auth)
 	fmt.Fprintf(&b, "pool:\n  mode: %s\n  size: %d\n  max_clients: 1000\n  acquire_timeout: %s\n", pc.mode, pc.size, pc.acquire)
+	b.WriteString("limits:\n  shutdown_timeout: 10s\n")
 	if pc.maxMessage != "" {
-		fmt.Fprintf(&b, "limits:\n  max_message_size: %s\n  shutdown_timeout: 10s\n", pc.maxMessage)
-	} else {
-		fmt.Fprintf(&b, "limits:\n  shutdown_timeout: 10s\n")
+		fmt.Fprintf(&b, "  max_message_size: %s\n", pc.maxMessage)
+	}
+	if pc.idle != "" {
+		fmt.Fprintf(&b, "  client_idle_timeout: %s\n", pc.idle)
 	}
 	b.WriteString("shards:\n")
 	for _, sh := range pc.shards {

@@ -515,3 +515,32 @@ func writeSelfSigned(t *testing.T, dir string) (certPath, keyPath string) {
 	}
 	return certPath, keyPath
 }
+
+// TestClientIdleTimeout: a client idle between transactions longer than
+// limits.client_idle_timeout is told (57P05) and closed; one inside a
+// transaction is not.
+func TestClientIdleTimeout(t *testing.T) {
+	t.Parallel()
+	sh := startShard(t, "idle", 0, "scram-sha-256")
+	p := startProxy(t, proxyConfig{shards: []*pgcluster.Shard{sh}, idle: "300ms"})
+	ctx := context.Background()
+	idle := p.connect(t)
+	busy := p.connect(t)
+	if _, err := busy.Exec(ctx, "BEGIN"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := busy.Exec(ctx, "SELECT 1"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(900 * time.Millisecond)
+	if _, err := idle.Exec(ctx, "SELECT 1"); err == nil {
+		t.Fatal("a client idle past client_idle_timeout was still served")
+	}
+	if _, err := busy.Exec(ctx, "COMMIT"); err != nil {
+		t.Fatalf("a client idle inside its transaction was closed: %v", err)
+	}
+	fresh := p.connect(t)
+	if _, err := fresh.Exec(ctx, "SELECT 1"); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -144,6 +144,8 @@ type session struct {
 // run serves the client until it leaves or the proxy shuts it down.
 func (s *session) run() {
 	defer s.close()
+	// A new client idles until its first query: no buffer meanwhile.
+	s.client.releaseReader()
 	for {
 		if s.client.r == nil && !s.awaitClient() {
 			return
@@ -160,9 +162,20 @@ func (s *session) run() {
 //
 //go:noinline
 func (s *session) awaitClient() bool {
+	idle := s.srv.config().Limits.ClientIdleTimeout
+	if idle > 0 {
+		_ = s.client.SetReadDeadline(time.Now().Add(idle))
+		if s.srv.draining.Load() {
+			// Shutdown's wake-up must not be pushed back.
+			_ = s.client.SetReadDeadline(time.Now())
+		}
+	}
 	if err := s.client.awaitFirstByte(); err != nil {
 		s.readFailed(err)
 		return false
+	}
+	if idle > 0 {
+		_ = s.client.SetReadDeadline(time.Time{})
 	}
 	return true
 }
