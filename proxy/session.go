@@ -899,13 +899,23 @@ func (s *session) portalEffect(execBody []byte) *queryEffects {
 	return s.portalEffects[string(portal)]
 }
 
-func (s *session) handleDescribe(body []byte) error {
+// targetName splits the body of a Describe or Close: a target byte ('S'
+// or 'P', left in body[0]) and a statement or portal name.
+func targetName(body []byte, msg string) ([]byte, error) {
 	if len(body) < 2 {
-		return protocolError("malformed Describe message")
+		return nil, protocolError("malformed " + msg + " message")
 	}
 	name, _, ok := cstring(body[1:])
 	if !ok {
-		return protocolError("malformed Describe message")
+		return nil, protocolError("malformed " + msg + " message")
+	}
+	return name, nil
+}
+
+func (s *session) handleDescribe(body []byte) error {
+	name, err := targetName(body, "Describe")
+	if err != nil {
+		return err
 	}
 	switch body[0] {
 	case 'P':
@@ -940,12 +950,9 @@ func (s *session) handleDescribe(body []byte) error {
 }
 
 func (s *session) handleClose(body []byte) error {
-	if len(body) < 2 {
-		return protocolError("malformed Close message")
-	}
-	name, _, ok := cstring(body[1:])
-	if !ok {
-		return protocolError("malformed Close message")
+	name, err := targetName(body, "Close")
+	if err != nil {
+		return err
 	}
 	switch body[0] {
 	case 'S':

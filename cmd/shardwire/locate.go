@@ -59,11 +59,8 @@ func runLocate(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "Prints the shard that holds each KEY of TABLE, one per line.")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
+	if code, ok := parseArgs(fs, args, false, stderr); !ok {
+		return code
 	}
 	if fs.NArg() < 2 {
 		fs.Usage()

@@ -8,6 +8,8 @@
 package main
 
 import (
+	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -72,4 +74,22 @@ func configPath(flagValue string) string {
 		return env
 	}
 	return "/etc/shardwire/shardwire.yaml"
+}
+
+// parseArgs parses a subcommand's flags. It returns the exit code to end
+// with and false when the command should stop: 0 after -h, 2 for bad flags
+// or (with noArgs) stray arguments.
+func parseArgs(fs *flag.FlagSet, args []string, noArgs bool, stderr io.Writer) (int, bool) {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0, false
+		}
+		return 2, false
+	}
+	if noArgs && fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "shardwire %s: unexpected argument %q\n", fs.Name(), fs.Arg(0))
+		fs.Usage()
+		return 2, false
+	}
+	return 0, true
 }
