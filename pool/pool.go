@@ -270,21 +270,21 @@ func (p *Pool) usable(c *Conn) bool {
 		return false
 	}
 	// A connection idle for a while may have been closed by the server
-	// (restart, idle_session_timeout): peek without blocking.
-	if time.Since(c.returned) > time.Second {
-		if c.Reader.Buffered() > 0 {
-			return false
-		}
-		_ = c.Conn.SetReadDeadline(time.Now().Add(time.Millisecond))
-		_, err := c.Reader.Peek(1)
-		_ = c.Conn.SetReadDeadline(time.Time{})
-		var ne net.Error
-		if err == nil || !(errors.As(err, &ne) && ne.Timeout()) {
-			return false
-		}
+	// (restart, idle_session_timeout, pg_terminate_backend). The peek is
+	// skipped for connections back within checkIdleAfter, the hot path
+	// under load, where a server that just died is noticed by the read.
+	if c.Reader.Buffered() > 0 {
+		return false
+	}
+	if time.Since(c.returned) > checkIdleAfter && peerClosed(c.Conn) {
+		return false
 	}
 	return true
 }
+
+// checkIdleAfter is how long a connection must have idled before a borrow
+// checks that the server has not closed it.
+const checkIdleAfter = 100 * time.Millisecond
 
 // Return hands a connection in a clean state (idle, no transaction) back.
 func (p *Pool) Return(c *Conn) {

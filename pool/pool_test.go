@@ -161,3 +161,69 @@ func TestConcurrentBorrowers(t *testing.T) {
 		t.Fatalf("max in use %d, dials %d, in use now %d (size 3)", maxInUse.Load(), dials.Load(), p.InUse())
 	}
 }
+
+// TestIdleConnectionClosedByServer: a server that closed an idle connection
+// (a restart, with or without a parting FATAL) makes the next borrow dial a
+// fresh one instead of handing out the dead one.
+func TestIdleConnectionClosedByServer(t *testing.T) {
+	t.Parallel()
+	for _, parting := range []string{"", "E"} {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		far := make(chan net.Conn, 4)
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				far <- c
+			}
+		}()
+		var dials atomic.Int64
+		p := New(Options{Addr: "x:1", Size: 2, Connect: func(ctx context.Context) (net.Conn, ServerInfo, error) {
+			dials.Add(1)
+			c, err := net.Dial("tcp", ln.Addr().String())
+			return c, ServerInfo{}, err
+		}})
+		c, err := p.Borrow(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.Return(c)
+		server := <-far
+		if parting != "" {
+			if _, err := server.Write([]byte(parting)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		server.Close()
+		time.Sleep(checkIdleAfter + 50*time.Millisecond)
+		c2, ok := p.TryBorrow()
+		if ok {
+			t.Fatalf("parting %q: TryBorrow handed out a connection the server had closed", parting)
+		}
+		c2, err = p.Borrow(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c2 == c || dials.Load() != 2 {
+			t.Fatalf("parting %q: got the old connection back (dials %d)", parting, dials.Load())
+		}
+		// A live idle connection passes the check and is reused.
+		p.Return(c2)
+		time.Sleep(checkIdleAfter + 50*time.Millisecond)
+		c3, ok := p.TryBorrow()
+		if !ok || c3 != c2 {
+			t.Fatalf("parting %q: a live idle connection was not reused", parting)
+		}
+		p.Discard(c3)
+		p.Close()
+		for len(far) > 0 {
+			(<-far).Close()
+		}
+	}
+}
