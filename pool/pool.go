@@ -10,8 +10,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // ErrTimeout is returned by Borrow when no connection became free in time.
@@ -354,45 +352,38 @@ func (p *Pool) dial(ctx context.Context) (*Conn, error) {
 		}
 		return p.adopt(nc, info), nil
 	}
-	host, port, err := net.SplitHostPort(p.opts.Addr)
-	if err != nil {
-		return nil, fmt.Errorf("node address %q: %w", p.opts.Addr, err)
+	if p.opts.ConnectTimeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, p.opts.ConnectTimeout)
+		defer cancel()
 	}
-	cfg, err := pgconn.ParseConfig("sslmode=disable")
-	if err != nil {
-		return nil, fmt.Errorf("pgconn config: %w", err)
-	}
-	var portNum uint16
-	if _, err := fmt.Sscan(port, &portNum); err != nil {
-		return nil, fmt.Errorf("node address %q: bad port", p.opts.Addr)
-	}
-	cfg.Host, cfg.Port = host, portNum
-	cfg.User, cfg.Password, cfg.Database = p.opts.User, p.opts.Password, p.opts.Database
-	cfg.Fallbacks = nil
-	cfg.RuntimeParams = map[string]string{}
-	cfg.ConnectTimeout = p.opts.ConnectTimeout
-	ctx, cancel := context.WithTimeout(ctx, p.opts.ConnectTimeout)
-	defer cancel()
-	pc, err := pgconn.ConnectConfig(ctx, cfg)
+	var d net.Dialer
+	nc, err := d.DialContext(ctx, "tcp", p.opts.Addr)
 	if err != nil {
 		p.dialErrors.Add(1)
 		return nil, fmt.Errorf("connect to %s as %s: %w", p.opts.Addr, p.opts.User, err)
 	}
-	hj, err := pc.Hijack()
+	r := bufio.NewReaderSize(nc, 32<<10)
+	info, err := handshake(ctx, nc, r, p.opts.User, p.opts.Password, p.opts.Database)
 	if err != nil {
-		_ = pc.Close(context.Background())
+		_ = nc.Close()
 		p.dialErrors.Add(1)
-		return nil, fmt.Errorf("hijack connection to %s: %w", p.opts.Addr, err)
+		return nil, fmt.Errorf("connect to %s as %s: %w", p.opts.Addr, p.opts.User, err)
 	}
-	return p.adopt(hj.Conn, ServerInfo{PID: hj.PID, SecretKey: hj.SecretKey, Params: hj.ParameterStatuses}), nil
+	return p.adoptReader(nc, r, info), nil
 }
 
 // adopt wraps a connection that has completed startup.
 func (p *Pool) adopt(nc net.Conn, info ServerInfo) *Conn {
+	return p.adoptReader(nc, bufio.NewReaderSize(nc, 32<<10), info)
+}
+
+// adoptReader is adopt with the reader the startup was read through.
+func (p *Pool) adoptReader(nc net.Conn, r *bufio.Reader, info ServerInfo) *Conn {
 	now := time.Now()
 	c := &Conn{
 		Conn:      nc,
-		Reader:    bufio.NewReaderSize(nc, 32<<10),
+		Reader:    r,
 		PID:       info.PID,
 		SecretKey: info.SecretKey,
 		Params:    info.Params,
