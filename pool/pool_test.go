@@ -202,11 +202,10 @@ func TestIdleConnectionClosedByServer(t *testing.T) {
 		}
 		server.Close()
 		time.Sleep(checkIdleAfter + 50*time.Millisecond)
-		c2, ok := p.TryBorrow()
-		if ok {
+		if _, ok := p.TryBorrow(); ok {
 			t.Fatalf("parting %q: TryBorrow handed out a connection the server had closed", parting)
 		}
-		c2, err = p.Borrow(context.Background())
+		c2, err := p.Borrow(context.Background())
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -75,6 +75,7 @@ func appendQuery(dst []byte, sql string) []byte {
 var (
 	msgParseComplete = []byte{'1', 0, 0, 0, 4}
 	msgCloseComplete = []byte{'3', 0, 0, 0, 4}
+	msgBindComplete  = []byte{'2', 0, 0, 0, 4}
 )
 
 // errorFields extracts the SQLSTATE and message of an ErrorResponse body.

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/shardwire/shardwire/health"
@@ -280,22 +281,33 @@ func isConnectionError(err error) bool {
 // do), or an error the client gets: the statement's key has no shard, it
 // spans several shards, or it cannot be routed.
 func (s *session) routeShard(an *router.Analysis, sql string, lits []router.Literal, params router.Params, hints router.Hints) (string, error) {
+	shard, multi, err := s.route(an, sql, lits, params, hints)
+	if err != nil {
+		return "", err
+	}
+	if multi != nil {
+		return "", multiRefusal(*multi, "cross-shard statements are not supported here")
+	}
+	return shard, nil
+}
+
+// route decides where a statement runs: one shard ("" when any will do),
+// or, for a statement that must run on several, their route (multi).
+func (s *session) route(an *router.Analysis, sql string, lits []router.Literal, params router.Params, hints router.Hints) (shard string, multi *router.Route, err error) {
 	m := s.srv.ShardMap()
-	r, err := s.srv.analyzer.Route(an, sql, lits, params, m, router.RouteOptions{
-		Hints: hints, Shard: s.shardSetting, Key: s.keySetting, HasKey: s.hasKey,
-	})
+	r, err := s.srv.analyzer.Route(an, sql, lits, params, m, s.routeOptionsWith(hints))
 	if err != nil {
 		var re *router.RouteError
 		if errors.As(err, &re) {
-			return "", &clientError{code: re.Code, msg: re.Msg}
+			return "", nil, &clientError{code: re.Code, msg: re.Msg}
 		}
-		return "", &clientError{code: codeInternalError, msg: err.Error()}
+		return "", nil, &clientError{code: codeInternalError, msg: err.Error()}
 	}
 	if r.NoTables {
-		return "", nil
+		return "", nil, nil
 	}
 	if one, ok := r.Single(); ok {
-		return one, nil
+		return one, nil, nil
 	}
 	if r.AnyShard {
 		s.mu.Lock()
@@ -306,25 +318,49 @@ func (s *session) routeShard(an *router.Analysis, sql string, lits []router.Lite
 		s.mu.Unlock()
 		for _, sh := range r.Shards {
 			if sh == current {
-				return sh, nil
+				return sh, nil, nil
 			}
 		}
 		for _, sh := range r.Shards {
 			if sh == m.DefaultShard() {
-				return sh, nil
+				return sh, nil, nil
 			}
 		}
-		return r.Shards[0], nil
+		return r.Shards[0], nil, nil
 	}
-	what := "the statement"
-	if r.Table != "" {
-		what = fmt.Sprintf("the statement on %s", r.Table)
+	return "", &r, nil
+}
+
+// timeZone is the session's TimeZone (UTC for a zone Go's database does
+// not know).
+func (s *session) timeZone() *time.Location {
+	if l := s.loc.Load(); l != nil {
+		return l
 	}
-	if r.Replicated {
-		return "", &clientError{code: codeFeatureNotSupported, msg: fmt.Sprintf(
-			"shardwire: writing replicated table %s means running on every shard (%s): not supported yet; write on each shard with /* shardwire: shard=NAME */",
-			r.Table, strings.Join(r.Shards, ", "))}
+	return loadLocation(s.seenBase["TimeZone"])
+}
+
+var locations sync.Map // TimeZone name → *time.Location
+
+// loadLocation resolves a Postgres TimeZone name, cached; unknown names
+// (POSIX-style zones Go cannot read) give UTC.
+func loadLocation(name string) *time.Location {
+	if name == "" || name == "UTC" || name == "Etc/UTC" {
+		return time.UTC
 	}
-	return "", &clientError{code: codeFeatureNotSupported, msg: fmt.Sprintf(
-		"shardwire: %s needs shards %s: cross-shard statements are not supported yet", what, strings.Join(r.Shards, ", "))}
+	if l, ok := locations.Load(name); ok {
+		return l.(*time.Location)
+	}
+	l, err := time.LoadLocation(name)
+	if err != nil {
+		l = time.UTC
+	}
+	locations.Store(name, l)
+	return l
+}
+
+// routeOptionsWith are the routing options of this session for a
+// statement with the given hints.
+func (s *session) routeOptionsWith(hints router.Hints) router.RouteOptions {
+	return router.RouteOptions{Hints: hints, Shard: s.shardSetting, Key: s.keySetting, HasKey: s.hasKey, Loc: s.timeZone()}
 }

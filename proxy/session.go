@@ -10,6 +10,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/shardwire/shardwire/config"
@@ -95,7 +96,11 @@ type session struct {
 	// ParameterStatus values the client has seen: seenBase is shared by
 	// every session (the server's values at login), seen holds this
 	// client's own.
-	seenBase     map[string]string
+	seenBase map[string]string
+	// loc is the session's TimeZone as the server last reported it, for
+	// routing timestamptz keys written without an offset (nil: not yet
+	// changed from seenBase's).
+	loc          atomic.Pointer[time.Location]
 	seen         map[string]string
 	cycleEffects []*queryEffects // committed by the next ReadyForQuery
 	txnEffects   []*queryEffects // waiting for COMMIT
@@ -119,10 +124,21 @@ type session struct {
 	nodeMetrics  *metrics.Node
 	freshAttach  bool // lockAttached borrowed for the current message
 
+	// fan is the fanout running a statement across shards, for cancel
+	// requests (guarded by mu); pendingMulti is a Bind of a statement that
+	// spans shards, run at its Execute (client goroutine).
+	fan          *fanout
+	pendingMulti *multiStmt
+	copyIn       *copyIn // a COPY FROM STDIN split between shards (client goroutine)
+
 	// retryQuery is a read-only simple Query sent on a fresh replica
-	// connection that has not answered anything yet: if that replica dies
-	// now, the query is sent once more to another node (guarded by mu).
+	// connection that has answered nothing yet but its RowDescription
+	// (kept in retryDesc): if that replica dies now, the query is sent
+	// once more to another node, whose identical RowDescription is then
+	// not passed on again (replayDesc). Guarded by mu.
 	retryQuery []byte
+	retryDesc  []byte
+	replayDesc []byte
 
 	writeMu sync.Mutex // serialises writes to the client socket
 
@@ -235,7 +251,7 @@ func (s *session) logger() *slog.Logger {
 // its next message; inside a transaction the buffer stays.
 func (s *session) idleCheck() {
 	s.mu.Lock()
-	between := s.txStatus == 'I' && s.pinned == ""
+	between := s.txStatus == 'I' && s.pinned == "" && s.copyIn == nil
 	s.mu.Unlock()
 	if !between {
 		return
@@ -291,6 +307,9 @@ func (s *session) handle(typ byte, body []byte) error {
 	case 'D':
 		return s.handleDescribe(body)
 	case 'E':
+		if done, err := s.executeMulti(body); done || err != nil {
+			return err
+		}
 		return s.forward(slotExecute, typ, body, s.portalEffect(body))
 	case 'C':
 		return s.handleClose(body)
@@ -305,6 +324,9 @@ func (s *session) handle(typ byte, body []byte) error {
 	case 'F':
 		return s.forward(slotFunction, typ, body, nil)
 	case 'd', 'c', 'f':
+		if s.copyIn != nil {
+			return s.copyMessage(typ, body)
+		}
 		// COPY data: meaningful only while a COPY runs, which keeps the
 		// server attached; Postgres ignores it otherwise, and so do we.
 		if s.attached() {
@@ -340,7 +362,7 @@ func (s *session) lockAttached(req routeRequest) error {
 				"shardwire: this transaction runs on shard %s, but the statement needs shard %s: cross-shard transactions are not supported yet", on, req.shard)}
 		}
 		s.freshAttach = false
-		s.retryQuery = nil
+		s.retryQuery, s.retryDesc = nil, nil
 		if c.StateFingerprint != s.params.fp && s.queueEmpty() && s.txStatus == 'I' {
 			s.syncStateLocked(c)
 		}
@@ -531,11 +553,32 @@ func (s *session) handleQuery(typ byte, body []byte) error {
 	if eff != nil && eff.pin != "" {
 		s.pin(eff.pin)
 	}
+	if info.single && info.stmt.Command == router.CmdCopy {
+		if split, err := s.splitCopy(sql, info.hints); split {
+			if err != nil && !errors.Is(err, errClientGone) {
+				return s.queryError(err)
+			}
+			return err
+		}
+	}
 	an := s.srv.analyzer.ClassifyWith(&s.scratch, sql)
 	req := routeRequest{hint: info.hints.Role, read: an.Class.IsRead()}
-	shard, err := s.routeShard(an, sql, s.scratch.Literals(), nil, info.hints)
+	shard, multi, err := s.route(an, sql, s.scratch.Literals(), nil, info.hints)
 	if err != nil {
 		return s.queryError(err)
+	}
+	if multi != nil {
+		m := &multiStmt{route: *multi, sql: sql, read: req.read, hints: info.hints}
+		if info.single {
+			m.cmd = info.stmt.Command
+		}
+		if err := s.runMulti(m); err != nil {
+			if errors.Is(err, errClientGone) {
+				return err
+			}
+			return s.queryError(err)
+		}
+		return nil
 	}
 	req.shard = shard
 	if err := s.lockAttached(req); err != nil {
@@ -548,6 +591,7 @@ func (s *session) handleQuery(typ byte, body []byte) error {
 	s.push(sl)
 	if s.freshAttach && req.read && !s.attachWrite && s.txStatus == 'I' && eff == nil {
 		s.retryQuery = appendFrame(s.retryQuery[:0], typ, body)
+		s.retryDesc, s.replayDesc = nil, nil
 	}
 	s.mu.Unlock()
 	s.srvOut = appendFrame(s.srvOut, typ, body)
@@ -764,23 +808,36 @@ func (s *session) prepareOnServer(st *preparedStmt, kind slotKind, clientName st
 // lockStmt resolves a client statement name and makes sure the attached
 // server holds it. It returns with mu held on success.
 func (s *session) lockStmt(name []byte, bind []byte) (*preparedStmt, error) {
+	st, multi, err := s.lockStmtOrMulti(name, bind)
+	if err == nil && multi != nil {
+		err = multiRefusal(*multi, "cross-shard statements are not supported here")
+	}
+	return st, err
+}
+
+// lockStmtOrMulti is lockStmt for a Bind, which may route the statement to
+// several shards: then it returns their route and mu is not held.
+func (s *session) lockStmtOrMulti(name []byte, bind []byte) (*preparedStmt, *router.Route, error) {
 	s.mu.Lock()
 	st := s.stmts[string(name)]
 	s.mu.Unlock()
 	if st == nil {
-		return nil, &clientError{code: codeUndefinedPStatement, msg: fmt.Sprintf("prepared statement %q does not exist", name)}
+		return nil, nil, &clientError{code: codeUndefinedPStatement, msg: fmt.Sprintf("prepared statement %q does not exist", name)}
 	}
-	shard, err := s.bindShard(st, bind)
+	shard, multi, err := s.bindRoute(st, bind)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
+	}
+	if multi != nil {
+		return st, multi, nil
 	}
 	if err := s.lockAttached(routeRequest{read: st.read, shard: shard}); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if !s.server.Prepared.Has(st.global, st.key) {
 		s.prepareOnServer(st, slotInjectParse, "")
 	}
-	return st, nil
+	return st, nil, nil
 }
 
 // routableWithoutParams reports whether a statement's shard is known
@@ -797,21 +854,71 @@ func (s *session) stmtShard(st *preparedStmt) string {
 	return shard
 }
 
-// bindShard routes a prepared statement with a Bind's parameters (bind is
+// bindRoute routes a prepared statement with a Bind's parameters (bind is
 // the Bind body after the statement name; nil for a Describe, which any
 // shard can answer).
-func (s *session) bindShard(st *preparedStmt, bind []byte) (string, error) {
+func (s *session) bindRoute(st *preparedStmt, bind []byte) (string, *router.Route, error) {
 	if bind == nil {
-		if shard, err := s.routeShard(st.an, st.query, st.lits, nil, st.hints); err == nil {
-			return shard, nil
+		shard, multi, err := s.route(st.an, st.query, st.lits, nil, st.hints)
+		switch {
+		case err != nil:
+			return "", nil, nil
+		case multi != nil:
+			// Any of its shards can describe it.
+			return multi.Shards[0], nil, nil
 		}
-		return "", nil
+		return shard, nil, nil
 	}
 	params, err := parseBindParams(bind, st.types)
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
-	return s.routeShard(st.an, st.query, st.lits, params, st.hints)
+	return s.route(st.an, st.query, st.lits, params, st.hints)
+}
+
+// bindMulti accepts the Bind of a statement that spans shards: it runs at
+// the portal's Execute, across them.
+func (s *session) bindMulti(st *preparedStmt, r *router.Route, portal, bind []byte) error {
+	if why := s.canFanOut(); why != "" {
+		return s.localError(multiRefusal(*r, "cross-shard statements "+why+" are not supported yet"))
+	}
+	bind = append([]byte(nil), bind...)
+	params, err := parseBindParams(bind, st.types)
+	if err != nil {
+		return err
+	}
+	s.pendingMulti = &multiStmt{route: *r, sql: st.query, cmd: st.cmd, read: st.read, hints: st.hints,
+		paramTypes: st.paramTypes, bind: bind, params: params, portal: string(portal)}
+	s.mu.Lock()
+	s.respondLocked(msgBindComplete)
+	s.mu.Unlock()
+	return nil
+}
+
+// executeMulti runs the pending cross-shard portal if the Execute names it.
+func (s *session) executeMulti(body []byte) (bool, error) {
+	pm := s.pendingMulti
+	if pm == nil {
+		return false, nil
+	}
+	portal, rest, ok := cstring(body)
+	if !ok || len(rest) < 4 {
+		return true, protocolError("malformed Execute message")
+	}
+	if string(portal) != pm.portal {
+		return false, nil
+	}
+	s.pendingMulti = nil
+	if binary.BigEndian.Uint32(rest) != 0 {
+		return true, s.localError(multiRefusal(pm.route, "fetching a cross-shard result in parts (Execute with a row limit) is not supported yet"))
+	}
+	if err := s.runMulti(pm); err != nil {
+		if errors.Is(err, errClientGone) {
+			return true, err
+		}
+		return true, s.localError(err)
+	}
+	return true, nil
 }
 
 // ensureUnnamedLocked re-sends the client's unnamed statement to a server
@@ -837,10 +944,14 @@ func (s *session) handleBind(body []byte) error {
 	if len(name) == 0 {
 		var shard string
 		if s.unnamedStmt != nil {
-			var err error
-			if shard, err = s.bindShard(s.unnamedStmt, rest); err != nil {
+			sh, multi, err := s.bindRoute(s.unnamedStmt, rest)
+			if err != nil {
 				return s.localError(err)
 			}
+			if multi != nil {
+				return s.bindMulti(s.unnamedStmt, multi, portal, rest)
+			}
+			shard = sh
 		}
 		if err := s.lockAttached(routeRequest{read: s.unnamedRead, shard: shard}); err != nil {
 			return s.localError(err)
@@ -856,9 +967,12 @@ func (s *session) handleBind(body []byte) error {
 		s.srvOut = appendFrame(s.srvOut, 'B', body)
 		return nil
 	}
-	st, err := s.lockStmt(name, rest)
+	st, multi, err := s.lockStmtOrMulti(name, rest)
 	if err != nil {
 		return s.localError(err)
+	}
+	if multi != nil {
+		return s.bindMulti(st, multi, portal, rest)
 	}
 	s.push(slot{kind: slotBind})
 	s.mu.Unlock()
@@ -919,6 +1033,10 @@ func (s *session) handleDescribe(body []byte) error {
 	}
 	switch body[0] {
 	case 'P':
+		if pm := s.pendingMulti; pm != nil && string(name) == pm.portal {
+			pm.describe = true // answered with the result, at Execute
+			return nil
+		}
 		return s.forward(slotDescribe, 'D', body, nil)
 	case 'S':
 		if len(name) == 0 {
@@ -994,6 +1112,7 @@ func (s *session) respondLocked(msg []byte) {
 
 func (s *session) handleSync() error {
 	s.clientSkip = false
+	s.pendingMulti = nil
 	s.mu.Lock()
 	if s.server == nil {
 		s.out = appendReady(s.out, s.idleStatus())
@@ -1200,13 +1319,18 @@ func (s *session) serverLoop(c *pool.Conn, p *pool.Pool) {
 			s.injectFailure(c, p, fatal)
 			return
 		}
+		// Release before the client hears the ReadyForQuery: a client
+		// that answers at once then borrows afresh, rather than queueing
+		// its next transaction on this connection, where a read could not
+		// be retried on another node if this one died.
+		if maybeRelease && s.tryRelease(c, p) {
+			_ = s.flushClient()
+			return
+		}
 		if flush {
 			if err := s.flushClient(); err != nil {
 				return // run() notices the closed client and cleans up
 			}
-		}
-		if maybeRelease && s.tryRelease(c, p) {
-			return
 		}
 	}
 }
@@ -1243,8 +1367,8 @@ func (s *session) tryRelease(c *pool.Conn, p *pool.Pool) bool {
 // connection, or nil when the loss must be reported instead.
 func (s *session) retryElsewhere(c *pool.Conn, p *pool.Pool, cause error) (*pool.Conn, *pool.Pool) {
 	s.mu.Lock()
-	q := s.retryQuery
-	s.retryQuery = nil
+	q, desc := s.retryQuery, s.retryDesc
+	s.retryQuery, s.retryDesc = nil, nil
 	if q == nil || s.closing || s.server != c || s.txStatus != 'I' {
 		s.mu.Unlock()
 		return nil, nil
@@ -1287,6 +1411,7 @@ func (s *session) retryElsewhere(c *pool.Conn, p *pool.Pool, cause error) (*pool
 	eff := (*queryEffects)(nil)
 	s.push(slot{kind: slotQuery, effects: eff})
 	out = append(out, q...)
+	s.replayDesc = desc
 	s.server, s.pool = nc, np
 	s.mu.Unlock()
 	p.Discard(c)
@@ -1351,6 +1476,9 @@ func (s *session) onServerMessage(typ byte, body []byte) bool {
 			return false
 		}
 		val, _, _ := cstring(rest)
+		if string(name) == "TimeZone" {
+			s.loc.Store(loadLocation(string(val)))
+		}
 		if s.seenValue(name) != string(val) {
 			if s.seen == nil {
 				s.seen = map[string]string{}
@@ -1365,6 +1493,15 @@ func (s *session) onServerMessage(typ byte, body []byte) bool {
 	case 'N': // NoticeResponse: ours are not the client's business.
 		if !s.queueEmpty() && s.slots[s.head].kind.injected() {
 			return false
+		}
+		if s.txnMode && s.pinned == "" {
+			// A backend's "terminating connection due to immediate
+			// shutdown" warning is about the server connection, which
+			// the client does not own: the loss is reported (or the read
+			// retried) when the connection ends.
+			if code, _ := errorFields(body); code == codeAdminShutdown {
+				return false
+			}
 		}
 		s.out = appendFrame(s.out, typ, body)
 		return false
@@ -1387,8 +1524,18 @@ func (s *session) onServerMessage(typ byte, body []byte) bool {
 	sl := &s.slots[s.head]
 	inject := sl.kind.injected()
 	if !inject {
+		switch {
+		case typ == 'T' && s.replayDesc != nil && sl.kind == slotQuery && string(body) == string(s.replayDesc):
+			// The retried query's RowDescription: the client has it.
+			s.replayDesc = nil
+			return false
+		case typ == 'T' && s.retryQuery != nil && s.retryDesc == nil && sl.kind == slotQuery:
+			s.retryDesc = append(s.retryDesc[:0], body...)
+		default:
+			s.retryQuery, s.retryDesc = nil, nil
+		}
+		s.replayDesc = nil
 		s.out = appendFrame(s.out, typ, body)
-		s.retryQuery = nil
 	}
 	switch typ {
 	case 'E':
@@ -1568,6 +1715,17 @@ const dirtyFingerprint = 2
 // close ends the session: the server connection goes back to the pool if it
 // is clean, is reset (session mode) or cancelled and discarded otherwise.
 func (s *session) close() {
+	if ci := s.copyIn; ci != nil {
+		// The client left mid-COPY: closing the connections aborts the
+		// shards' COPYs.
+		for _, l := range ci.f.legs {
+			if l.lost == nil {
+				l.lost = errClientGone
+			}
+		}
+		ci.f.release()
+		s.copyIn = nil
+	}
 	s.mu.Lock()
 	s.closing = true
 	c, p := s.server, s.pool
@@ -1638,15 +1796,26 @@ func resetServer(c *pool.Conn, timeout time.Duration) error {
 func (s *session) cancelRequest() {
 	s.mu.Lock()
 	c, p := s.server, s.pool
-	if c == nil {
+	var legs []*leg
+	if c == nil && s.fan != nil {
+		legs = append(legs, s.fan.legs...)
+	}
+	if c == nil && len(legs) == 0 {
 		s.mu.Unlock()
 		return
 	}
 	s.cancelling++
 	s.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	if err := p.Cancel(ctx, c); err != nil {
-		s.logger().Warn("cancel request failed", "err", err)
+	if c != nil {
+		if err := p.Cancel(ctx, c); err != nil {
+			s.logger().Warn("cancel request failed", "err", err)
+		}
+	}
+	for _, l := range legs {
+		if err := l.p.Cancel(ctx, l.c); err != nil {
+			s.logger().Warn("cancel request failed", "shard", l.shard, "err", err)
+		}
 	}
 	cancel()
 	s.mu.Lock()

@@ -31,6 +31,10 @@ type preparedStmt struct {
 	lits  []router.Literal
 	types []uint32
 	hints router.Hints
+	// paramTypes is the Parse body after the query (int16 count + OIDs);
+	// cmd the statement's command, for statements that span shards.
+	paramTypes []byte
+	cmd        router.Command
 }
 
 func newPreparedStmt(query []byte, rest []byte, an *router.Analyzer) *preparedStmt {
@@ -48,7 +52,12 @@ func newPreparedStmt(query []byte, rest []byte, an *router.Analyzer) *preparedSt
 	}
 	st.an, st.lits = an.Prepare(st.query)
 	st.read = st.an.Class.IsRead()
-	st.hints = inspectQuery(st.query).hints
+	info := inspectQuery(st.query)
+	st.hints = info.hints
+	if info.single {
+		st.cmd = info.stmt.Command
+	}
+	st.paramTypes = append([]byte(nil), rest...)
 	n := int(binary.BigEndian.Uint16(rest))
 	for i := 0; i < n; i++ {
 		st.types = append(st.types, binary.BigEndian.Uint32(rest[2+4*i:]))

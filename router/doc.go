@@ -209,10 +209,16 @@
 // BEGIN, FETCH) gets the default shard with NoTables set, so that a
 // transaction already on another shard keeps it there.
 //
+// A SELECT, UPDATE or DELETE with no usable key for a sharded table runs
+// on every shard the table may have rows on (By ByScatter); every other
+// table of the statement must agree with that set as above. An UPDATE or
+// DELETE that spans several shards (so, or by a key set) may not read
+// another sharded table (a join or subquery would see only its own
+// shard's rows); a SELECT is checked by PlanScatter (see Scatter-gather).
+//
 // Refused, with a *RouteError carrying the SQLSTATE: a sharded table
-// without a usable key (0A000, naming the table and its key column),
-// including COPY, MERGE, DDL and TRUNCATE of a sharded table; an update of
-// the key (0A000); a statement needing several incompatible shard sets
+// without a usable key in an INSERT, COPY, MERGE, DDL or TRUNCATE (0A000,
+// naming the table and its key column); an update of the key (0A000); a statement needing several incompatible shard sets
 // (0A000); a key value its type cannot read (the shardmap.ValueError's
 // code: 22P02, 22003, 22007, 22008, 22P03, 42804); an INSERT of a list or
 // range value no shard holds (23514). In a read, UPDATE or DELETE such a
@@ -242,6 +248,66 @@
 //
 // The cost for a cached shape is one map lookup per table, one Locate
 // per key value and no allocation (BenchmarkRouteCached).
+//
+// # Scatter-gather
+//
+// Analyzer.PlanScatter plans a SELECT whose Route spans several shards:
+// the SQL each shard runs and a gather.Plan saying how the proxy merges
+// the rows, so that the client gets exactly what one server holding every
+// row would return. What it cannot show to be exact it refuses (0A000,
+// "SELECT across shards is not supported: <construct>").
+//
+// Where rows come from: a query level may read one group of sharded
+// tables, co-located (shardmap.Table.Colocated) and joined on equal keys
+// (in the ON clause of each join that combines them, or in WHERE; through
+// other columns too, o.customer_id = x.c AND x.c = c.id), plus replicated
+// tables; then each joined row is on one shard. An outer join whose
+// preserved side has no sharded table is refused (its rows would come
+// back once per shard), and so are unsharded tables and system catalogs.
+// A subquery (EXISTS, IN, scalar, LATERAL) may read sharded tables only
+// if its WHERE ties their key to a key of the enclosing row (o.customer_id
+// = c.id, or c.id IN (SELECT o.customer_id …) as a condition of WHERE):
+// all the rows it can read are then on that row's shard, so it may even
+// aggregate. A FROM subquery or CTE over sharded tables that keeps rows
+// apart (no aggregate, GROUP BY, DISTINCT, LIMIT or window) is a sharded
+// relation whose key is the output columns equal to its tables' key.
+// Refused: set operations, SELECT INTO, FOR UPDATE/SHARE, data-modifying
+// WITH, window functions, TABLESAMPLE, functions in FROM other than
+// unnest, generate_series and the JSON/regexp set-returning functions.
+//
+// How rows merge: ORDER BY items resolve as Postgres resolves them (a
+// position, an output name, else an input expression) to output columns,
+// or to hidden columns appended for the merge ("?sw_sort_N", with
+// Plan.Visible and Plan.Hidden; after SELECT * the plan numbers columns
+// from the end); ASC/DESC and NULLS FIRST/LAST are kept; a COLLATE other
+// than "C", "POSIX" or "default" and USING are refused. LIMIT n OFFSET m
+// becomes LIMIT n+m on the shards and both in the plan; $n operands become
+// LIMIT $l::int8 + $o::int8 and LimitParam/OffsetParam. Aggregates: count,
+// sum, min, max, bool_and, bool_or, every, and avg as a sum (keeping the
+// column's name) and a hidden count; DISTINCT is refused except for min,
+// max and the booleans, where it changes nothing; FILTER is kept; any
+// other aggregate, an expression on an aggregate, a function shardwire
+// does not know (it may be a user-defined aggregate) is refused. GROUP BY
+// items (positions, output names, expressions) become plan columns,
+// hidden if not output; every other output must be an aggregate, a GROUP
+// BY item or a constant; GROUPING SETS, ROLLUP and CUBE are refused.
+// HAVING must be a conjunction of "aggregate or GROUP BY item op constant"
+// and moves to the plan; the shards of an aggregate query get no HAVING,
+// ORDER BY, DISTINCT, LIMIT or OFFSET (a $n operand stays as NULLIF($n,
+// $n), so the client's Bind still fits). DISTINCT (not DISTINCT ON) stays
+// on the shards of a plain query and is applied again by the merge.
+//
+// Known limits: a GROUP BY name that is both an output name and an input
+// column of another meaning is taken as the output column (Postgres takes
+// the input column; the query is then valid only through a primary key's
+// functional dependency); an aggregate inside a subquery of the select
+// list whose argument is an unqualified column the subquery's tables lack
+// belongs to the outer query in Postgres, which PlanScatter cannot see;
+// volatile functions (now(), random()) are evaluated by each shard; text
+// order in the merge is byte order (databases in the C locale).
+//
+// Plans are cached by exact text per shard map (4 MiB); a cached plan
+// costs a map lookup (BenchmarkPlanScatterCached).
 //
 // # Cache
 //

@@ -70,10 +70,11 @@ const (
 	BySessionShard                   // SET shardwire.shard
 	BySessionKey                     // SET shardwire.key
 	ByUnparsed                       // not SQL the parser accepts: the default shard, whose server reports the error
+	ByScatter                        // a sharded table without a usable key (SELECT, UPDATE, DELETE): every shard it may have rows on
 )
 
 var routeByNames = [...]string{"no table", "unsharded", "key", "no rows", "replicated read", "replicated write",
-	"shard hint", "key hint", "session shard", "session key", "unparsed"}
+	"shard hint", "key hint", "session shard", "session key", "unparsed", "scatter"}
 
 func (b RouteBy) String() string {
 	if int(b) < len(routeByNames) {
@@ -83,6 +84,24 @@ func (b RouteBy) String() string {
 }
 
 // Route is where a statement (or Query string) must run.
+//
+// A Route over several shards (not AnyShard) means the statement needs
+// rows of every one of them: a key set spanning shards, or By ==
+// ByScatter, where a SELECT, UPDATE or DELETE has no usable key for some
+// sharded table and Shards is every shard that table may have rows on
+// (Table.Shards). Every table of the statement still had to agree on that
+// set: an unsharded table (default shard only) or a table keyed to fewer
+// shards makes it an error, and a replicated table is on every shard. But
+// Route does not check that running the statement on each shard and
+// combining the results gives the answer one server would: a SELECT must
+// be planned with PlanScatter, which checks joins, subqueries and
+// aggregates and says how to merge (so do it for every statement that is
+// not an UPDATE or DELETE: EXPLAIN, SELECT INTO, FOR UPDATE and
+// data-modifying WITH are SELECTs to Route, and PlanScatter refuses
+// them). An UPDATE or DELETE over several shards names exactly one
+// sharded table occurrence (Route refuses joins and subqueries over
+// other sharded tables there), so running it on each shard and summing
+// the counts is right.
 type Route struct {
 	// Shards is the set of shards the statement must run on, sorted by name,
 	// each once: usually one. With AnyShard, any one of them will do. The
@@ -349,6 +368,8 @@ type mapIndex struct {
 	all    shardSet
 	def    int
 	hashed []*shardmap.Table
+	// scatter caches PlanScatter's plans, which depend on the map.
+	scatter scatterCache
 }
 
 func newMapIndex(m *shardmap.Map) *mapIndex {
@@ -475,6 +496,8 @@ func (n need) describe(mi *mapIndex) string {
 		return fmt.Sprintf("unsharded table %q is on the default shard %s", n.table, mi.names[mi.def])
 	case ByReplicatedWrite:
 		return fmt.Sprintf("replicated table %q is written on every shard", n.table)
+	case ByScatter:
+		return fmt.Sprintf("table %q has no usable key and is read on %s", n.table, mi.describe(n.set))
 	}
 	return fmt.Sprintf("table %q is on %s", n.table, mi.describe(n.set))
 }
@@ -482,10 +505,13 @@ func (n need) describe(mi *mapIndex) string {
 // reqs accumulates the requirements of a Query string's statements.
 type reqs struct{ req }
 
-// rank orders reasons: a key decides over a replicated write, which
+// rank orders reasons: a scatter (which the caller must know about)
+// decides over a key, which decides over a replicated write, which
 // decides over an unsharded table.
 func strength(b RouteBy) int {
 	switch b {
+	case ByScatter:
+		return 4
 	case ByKey, ByHintKey, BySessionKey:
 		return 3
 	case ByReplicatedWrite:
@@ -501,6 +527,7 @@ func strength(b RouteBy) int {
 func (rc *routeCtx) statement(st *keyStmt) (req, error) {
 	var s req
 	s.defaultOnly = true
+	scattered, sharded := "", 0
 	for i := range st.rels {
 		r := &st.rels[i]
 		t, listed := rc.mi.m.Table(r.table)
@@ -525,9 +552,13 @@ func (rc *routeCtx) statement(st *keyStmt) (req, error) {
 				s.within1(set, ByReplicatedRead, t.Name())
 			}
 		default:
+			sharded++
 			set, noRows, by, err := rc.keyShards(t, r, st)
 			if err != nil {
 				return s, err
+			}
+			if by == ByScatter && scattered == "" {
+				scattered = t.Name()
 			}
 			if err := rc.checkKeyUpdate(t, r, set, noRows); err != nil {
 				return s, err
@@ -545,6 +576,22 @@ func (rc *routeCtx) statement(st *keyStmt) (req, error) {
 	if s.hasFixed && s.hasWithin && !s.fixed.subsetOf(s.within) {
 		return s, &RouteError{Code: CodeFeatureNotSupported, Table: s.table, Msg: fmt.Sprintf(
 			"shardwire: %s, which does not hold all the rows the statement reads", s.first.describe(rc.mi))}
+	}
+	if (st.kind == kindUpdate || st.kind == kindDelete) && sharded > 1 && (scattered != "" || s.fixed.count() > 1) {
+		// Each shard would join its rows only with its own rows of the
+		// other sharded table (or subquery): right only for co-located
+		// tables joined on their keys, which PlanScatter checks for a
+		// SELECT but nothing checks for a write.
+		verb, table := "UPDATE", scattered
+		if st.kind == kindDelete {
+			verb = "DELETE"
+		}
+		if table == "" {
+			table = s.table
+		}
+		return s, &RouteError{Code: CodeFeatureNotSupported, Table: table, Msg: fmt.Sprintf(
+			"shardwire: %s on sharded table %q spans several shards and also reads another sharded table; a join or subquery of sharded tables across shards is not supported in a write",
+			verb, table)}
 	}
 	return s, nil
 }
@@ -684,6 +731,11 @@ func (rc *routeCtx) keyShards(t *shardmap.Table, r *keyRel, st *keyStmt) (set sh
 		if usable {
 			return set, set.count() == 0, ByKey, nil
 		}
+	}
+	if !r.insert && (st.kind == kindSelect || st.kind == kindUpdate || st.kind == kindDelete) {
+		// No usable key: every shard the table may have rows on. A read
+		// there is planned by PlanScatter; a write runs on each shard.
+		return rc.tableSet(t), false, ByScatter, nil
 	}
 	return set, false, ByKey, noKeyError(t, r, st.kind)
 }
