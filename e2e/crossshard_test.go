@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"math/rand"
@@ -341,6 +342,36 @@ func TestCrossShardWrites(t *testing.T) {
 		if err != nil || !slices.Equal(got, want) {
 			t.Fatalf("%s differs from one server after the split writes (%d vs %d rows, %v)", q, len(got), len(want), err)
 		}
+	}
+	// COPY … TO STDOUT gathers every shard's rows, with one header.
+	for _, q := range []string{
+		"COPY customers TO STDOUT",
+		"COPY customers TO STDOUT WITH (FORMAT csv, HEADER)",
+		"COPY (SELECT id, name FROM customers WHERE id > 1000) TO STDOUT",
+		"COPY orders (customer_id, total) TO STDOUT WITH (FORMAT csv)",
+	} {
+		got, want := psqlOut(t, p.pgEnv(), q), psqlOut(t, oracleEnv(p, oracle), q)
+		if strings.Contains(q, "HEADER") {
+			gh, _, _ := strings.Cut(got, "\n")
+			wh, _, _ := strings.Cut(want, "\n")
+			if gh != wh || strings.Count(got, gh+"\n") != 1 {
+				t.Fatalf("%s: header %q (%d times), want %q once", q, gh, strings.Count(got, gh+"\n"), wh)
+			}
+		}
+		if sortLines(got) != sortLines(want) || len(got) < 100 {
+			t.Fatalf("%s: %d bytes, want %d", q, len(got), len(want))
+		}
+	}
+	var gotBin, wantBin bytes.Buffer
+	if _, err := c.PgConn().CopyTo(ctx, &gotBin, "COPY customers TO STDOUT WITH (FORMAT binary)"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := oracle.PgConn().CopyTo(ctx, &wantBin, "COPY customers TO STDOUT WITH (FORMAT binary)"); err != nil {
+		t.Fatal(err)
+	}
+	g, w := gotBin.Bytes(), wantBin.Bytes()
+	if len(g) != len(w) || !bytes.Equal(g[:19], w[:19]) || !bytes.HasSuffix(g, []byte{0xff, 0xff}) {
+		t.Fatalf("binary COPY TO: %d bytes, want %d (one header, one trailer)", len(g), len(w))
 	}
 	// Refused by default.
 	q := startProxy(t, proxyConfig{size: 2, shards: shards, extra: shardTables})

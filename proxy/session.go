@@ -564,6 +564,18 @@ func (s *session) handleQuery(typ byte, body []byte) error {
 	an := s.srv.analyzer.ClassifyWith(&s.scratch, sql)
 	req := routeRequest{hint: info.hints.Role, read: an.Class.IsRead()}
 	shard, multi, err := s.route(an, sql, s.scratch.Literals(), nil, info.hints)
+	if (err != nil || multi != nil) && info.single && info.stmt.Command == router.CmdCopy {
+		// COPY … TO STDOUT of a sharded table, or of a query across
+		// shards: gathered from every shard.
+		if plan, perr := s.srv.analyzer.PlanCopyOut(sql, s.srv.ShardMap()); perr == nil {
+			if err := s.gatherCopy(sql, plan); err != nil && !errors.Is(err, errClientGone) {
+				return s.queryError(err)
+			} else if err != nil {
+				return err
+			}
+			return nil
+		}
+	}
 	if err != nil {
 		return s.queryError(err)
 	}
