@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/shardwire/shardwire/shardmap"
 	"math/rand/v2"
 	"net"
 	"strings"
@@ -294,7 +295,7 @@ func (s *session) routeShard(an *router.Analysis, sql string, lits []router.Lite
 // route decides where a statement runs: one shard ("" when any will do),
 // or, for a statement that must run on several, their route (multi).
 func (s *session) route(an *router.Analysis, sql string, lits []router.Literal, params router.Params, hints router.Hints) (shard string, multi *router.Route, err error) {
-	m := s.srv.ShardMap()
+	m := s.shardMap()
 	r, err := s.srv.analyzer.Route(an, sql, lits, params, m, s.routeOptionsWith(hints))
 	if err != nil {
 		var re *router.RouteError
@@ -363,4 +364,21 @@ func loadLocation(name string) *time.Location {
 // statement with the given hints.
 func (s *session) routeOptionsWith(hints router.Hints) router.RouteOptions {
 	return router.RouteOptions{Hints: hints, Shard: s.shardSetting, Key: s.keySetting, HasKey: s.hasKey, Loc: s.timeZone()}
+}
+
+// shardMap is the map a statement routes by: the current one, or inside a
+// transaction block the one its first statement routed by, so that a
+// reload does not move a running transaction's later statements.
+func (s *session) shardMap() *shardmap.Map {
+	s.mu.Lock()
+	inTx := len(s.deferred) > 0 || s.txStatus == 'T' || s.txStatus == 'E'
+	s.mu.Unlock()
+	if !inTx {
+		s.txMap = nil
+		return s.srv.ShardMap()
+	}
+	if s.txMap == nil {
+		s.txMap = s.srv.ShardMap()
+	}
+	return s.txMap
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/shardwire/shardwire/metrics"
 	"github.com/shardwire/shardwire/pool"
 	"github.com/shardwire/shardwire/router"
+	"github.com/shardwire/shardwire/shardmap"
 )
 
 // slotKind says what reply a forwarded (or synthesised) message expects.
@@ -109,9 +110,10 @@ type session struct {
 	cancelling   int
 
 	// Routing state, owned by the client goroutine.
-	roleSetting  router.Role // SET shardwire.role
-	shardSetting string      // SET shardwire.shard
-	keySetting   string      // SET shardwire.key
+	txMap        *shardmap.Map // the map of the running transaction block
+	roleSetting  router.Role   // SET shardwire.role
+	shardSetting string        // SET shardwire.shard
+	keySetting   string        // SET shardwire.key
 	hasKey       bool
 	scratch      router.Scratch
 	unnamedStmt  *preparedStmt // the unnamed statement's analysis
@@ -1326,16 +1328,19 @@ func (s *session) serverLoop(c *pool.Conn, p *pool.Pool) {
 		maybeRelease := s.onServerMessage(typ, body)
 		flush := maybeRelease || c.Reader.Buffered() == 0 || len(s.out) > 64<<10
 		fatal := s.injectFailed
+		// Release under the lock that queued the ReadyForQuery: once it
+		// is in s.out any flush (the client goroutine's too) may deliver
+		// it, and the client's next statement must find the connection
+		// gone: it may need another shard, or be a read to retry
+		// elsewhere if its node dies.
+		released := fatal == "" && maybeRelease && s.releaseLocked(c)
 		s.mu.Unlock()
 		if fatal != "" {
 			s.injectFailure(c, p, fatal)
 			return
 		}
-		// Release before the client hears the ReadyForQuery: a client
-		// that answers at once then borrows afresh, rather than queueing
-		// its next transaction on this connection, where a read could not
-		// be retried on another node if this one died.
-		if maybeRelease && s.tryRelease(c, p) {
+		if released {
+			s.returnReleased(p, c)
 			_ = s.flushClient()
 			return
 		}
@@ -1351,13 +1356,23 @@ func (s *session) serverLoop(c *pool.Conn, p *pool.Pool) {
 // transactions with nothing in flight.
 func (s *session) tryRelease(c *pool.Conn, p *pool.Pool) bool {
 	s.mu.Lock()
+	ok := s.releaseLocked(c)
+	s.mu.Unlock()
+	if ok {
+		s.returnReleased(p, c)
+	}
+	return ok
+}
+
+// releaseLocked detaches c if the session is between transactions with
+// nothing in flight; mu is held. The caller then calls returnReleased.
+func (s *session) releaseLocked(c *pool.Conn) bool {
 	for s.cancelling > 0 {
 		// A cancel request is on its way to this backend: keep it until
 		// delivered, so it cannot hit another client's query.
 		s.cond.Wait()
 	}
 	if s.server != c || !s.queueEmpty() || s.txStatus != 'I' || s.pinned != "" || !s.txnMode || s.closing {
-		s.mu.Unlock()
 		return false
 	}
 	s.detachLocked()
@@ -1365,13 +1380,16 @@ func (s *session) tryRelease(c *pool.Conn, p *pool.Pool) bool {
 	if s.attachWrite {
 		s.markWrite(s.attachShard)
 	}
-	s.mu.Unlock()
+	return true
+}
+
+// returnReleased gives a connection releaseLocked detached to its pool.
+func (s *session) returnReleased(p *pool.Pool, c *pool.Conn) {
 	p.Return(c)
 	if s.srv.draining.Load() {
 		// Between transactions: wake run() so it can say goodbye.
 		_ = s.client.SetReadDeadline(time.Now())
 	}
-	return true
 }
 
 // retryElsewhere re-sends a read that died with its replica, before any of
