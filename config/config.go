@@ -83,6 +83,10 @@ type Routing struct {
 	ReadOnlyFunctions  []string      `yaml:"read_only_functions"`
 	CrossShardWrites   string        `yaml:"cross_shard_writes"`
 	TwoPhaseCommit     bool          `yaml:"two_phase_commit"`
+	// TwoPhaseRecoveryAfter is how old a prepared transaction of
+	// shardwire's with no decision record must be before any instance
+	// rolls it back (its coordinator is presumed dead).
+	TwoPhaseRecoveryAfter time.Duration `yaml:"two_phase_recovery_after"`
 }
 
 // Health configures node checks.
@@ -350,12 +354,13 @@ func Defaults() *Config {
 			PreparedStatementsCache: 512,
 		},
 		Routing: Routing{
-			Reads:            "replicas",
-			Balance:          "least_outstanding",
-			Fallback:         "primary",
-			MaxReplicaLag:    time.Second,
-			ReadYourWrites:   true,
-			CrossShardWrites: "refuse",
+			Reads:                 "replicas",
+			Balance:               "least_outstanding",
+			Fallback:              "primary",
+			MaxReplicaLag:         time.Second,
+			ReadYourWrites:        true,
+			CrossShardWrites:      "refuse",
+			TwoPhaseRecoveryAfter: 30 * time.Second,
 		},
 		Health: Health{
 			Interval:           500 * time.Millisecond,
@@ -458,6 +463,9 @@ func (c *Config) validate() Errors {
 	}
 	if !oneOf(c.Routing.CrossShardWrites, "refuse", "allow") {
 		bad("routing.cross_shard_writes", "routing.cross_shard_writes %q is not one of refuse, allow", c.Routing.CrossShardWrites)
+	}
+	if c.Routing.TwoPhaseRecoveryAfter < time.Second {
+		bad("routing.two_phase_recovery_after", "routing.two_phase_recovery_after must be at least 1s, not %s", c.Routing.TwoPhaseRecoveryAfter)
 	}
 	if c.Routing.MaxReplicaLag < 0 {
 		bad("routing.max_replica_lag", "routing.max_replica_lag must not be negative")

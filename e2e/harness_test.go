@@ -125,7 +125,8 @@ type proxyConfig struct {
 	extra      string // more YAML, appended
 	shards     []*pgcluster.Shard
 	maxMessage string
-	idle       string // limits.client_idle_timeout
+	idle       string   // limits.client_idle_timeout
+	env        []string // extra environment of the shardwire process
 }
 
 func (pc proxyConfig) yaml(listen, admin string) string {
@@ -181,7 +182,7 @@ func startProxy(t testing.TB, pc proxyConfig) *proxyProc {
 	}
 	p := &proxyProc{addr: listen, admin: admin, cfg: cfgPath, log: &syncBuffer{}, done: make(chan struct{})}
 	p.cmd = exec.Command(swBinary, "run", "-c", cfgPath, "--log-level", "debug")
-	p.cmd.Env = append(os.Environ(), "E2E_APP_PASSWORD="+appPassword)
+	p.cmd.Env = append(append(os.Environ(), "E2E_APP_PASSWORD="+appPassword), pc.env...)
 	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -237,7 +237,7 @@ func (f *fanout) release() {
 		f.s.srv.gate(l.shard).active.Add(-1)
 		switch {
 		case l.lost != nil:
-			if ch := f.s.srv.health(); ch != nil && isConnectionError(l.lost) && !errors.Is(l.lost, errClientGone) {
+			if ch := f.s.srv.health(); ch != nil && isConnectionError(l.lost) && !errors.Is(l.lost, errClientGone) && !errors.Is(l.lost, errStateUnknown) {
 				ch.ReportFailure(l.c.Addr(), l.lost)
 			}
 			l.p.Discard(l.c)

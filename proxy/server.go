@@ -64,6 +64,11 @@ type Server struct {
 
 	// connect replaces dialling Postgres in this package's benchmarks.
 	connect func(ctx context.Context, addr string) (net.Conn, pool.ServerInfo, error)
+	// Cross-shard transactions: this process's name in prepared
+	// transaction ids, their sequence, and those being committed now.
+	instance string
+	txSeq    atomic.Uint64
+	inflight sync.Map
 }
 
 type poolKey struct{ addr, user string }
@@ -77,7 +82,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{log: log, pools: map[poolKey]*pool.Pool{}, sessions: map[uint32]*session{}, gates: map[string]*shardGate{},
+	s := &Server{log: log, pools: map[poolKey]*pool.Pool{}, sessions: map[uint32]*session{}, gates: map[string]*shardGate{}, instance: newInstanceID(),
 		analyzer: router.NewAnalyzer(router.Config{ReadOnlyFunctions: cfg.Routing.ReadOnlyFunctions})}
 	m, err := shardmap.New(cfg)
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -129,7 +130,14 @@ type session struct {
 	// fan is the fanout running a statement across shards, for cancel
 	// requests (guarded by mu); pendingMulti is a Bind of a statement that
 	// spans shards, run at its Execute (client goroutine).
-	fan          *fanout
+	fan *fanout
+	// A transaction block across shards: its other shards' connections
+	// (parked), the BEGIN replayed on each new one, whether it is READ
+	// ONLY, and parking: a relay goroutine being stopped on purpose.
+	txLegs       []*txLeg
+	txBegin      string
+	txRO         bool
+	parking      bool
 	pendingMulti *multiStmt
 	copyIn       *copyIn // a COPY FROM STDIN split between shards (client goroutine)
 
@@ -356,19 +364,49 @@ func (s *session) attached() bool {
 // release the connection. On error mu is not held.
 func (s *session) lockAttached(req routeRequest) error {
 	s.mu.Lock()
-	if c := s.server; c != nil {
-		if req.shard != "" && req.shard != s.attachShard {
+	if c := s.server; c != nil && req.shard != "" && req.shard != s.attachShard {
+		// The transaction block moves to another shard: park this
+		// connection, and take that shard's (parked, or a new one that
+		// replays the BEGIN).
+		if why := s.crossTxRefusal(); why != "" {
 			on := s.attachShard
+			code := codeFeatureNotSupported
+			if s.txStatus == 'E' {
+				code, why = "25P02", "current transaction is aborted, commands ignored until end of transaction block"
+			}
 			s.mu.Unlock()
-			return &clientError{code: codeFeatureNotSupported, msg: fmt.Sprintf(
-				"shardwire: this transaction runs on shard %s, but the statement needs shard %s: cross-shard transactions are not supported yet", on, req.shard)}
+			return &clientError{code: code, msg: fmt.Sprintf(
+				"shardwire: this transaction runs on shard %s, but the statement needs shard %s: %s", on, req.shard, why)}
 		}
+		s.parkLocked()
+		if s.unparkLocked(req.shard) {
+			return nil
+		}
+		begin := s.txBegin
+		if begin == "" {
+			begin = "BEGIN"
+		}
+		s.deferred, s.deferredRO = []string{begin}, s.txRO
+	}
+	if c := s.server; c != nil {
 		s.freshAttach = false
 		s.retryQuery, s.retryDesc = nil, nil
 		if c.StateFingerprint != s.params.fp && s.queueEmpty() && s.txStatus == 'I' {
 			s.syncStateLocked(c)
 		}
 		return nil
+	}
+	if len(s.txLegs) > 0 {
+		// Between shards of a cross-shard transaction (a borrow failed):
+		// a shard it already runs on gets its own connection back.
+		target := req.shard
+		if target == "" {
+			target = s.txLegs[len(s.txLegs)-1].shard
+		}
+		if s.unparkLocked(target) {
+			s.deferred = nil
+			return nil
+		}
 	}
 	s.mu.Unlock()
 	if len(s.deferred) > 0 {
@@ -437,7 +475,8 @@ func (s *session) lockAttached(req routeRequest) error {
 	}
 	if len(s.deferred) > 0 {
 		s.push(slot{kind: slotInjectQuery})
-		s.srvOut = appendQuery(s.srvOut, strings.Join(s.deferred, ";"))
+		s.txBegin, s.txRO = strings.Join(s.deferred, ";"), s.deferredRO
+		s.srvOut = appendQuery(s.srvOut, s.txBegin)
 		s.deferred = nil
 	}
 	s.srvFrames = frameReader{r: c.Reader, max: 1 << 30}
@@ -545,6 +584,21 @@ func (s *session) handleQuery(typ byte, body []byte) error {
 	info := inspectQuery(sql)
 	if err := info.hints.Err; err != nil {
 		return s.queryError(&clientError{code: "22023", msg: err.Error()})
+	}
+	if len(s.txLegs) > 0 {
+		// A transaction block across shards ends here, on every shard.
+		if !info.single {
+			return s.queryError(&clientError{code: codeFeatureNotSupported, msg: "shardwire: in a transaction across shards, send one statement per query"})
+		}
+		switch info.stmt.Command {
+		case router.CmdCommit, router.CmdRollback:
+			if info.stmt.Chain {
+				return s.queryError(&clientError{code: codeFeatureNotSupported, msg: "shardwire: AND CHAIN is not supported in a transaction across shards"})
+			}
+			return s.endCrossTx(info.stmt.Command == router.CmdCommit)
+		case router.CmdSavepoint, router.CmdRelease, router.CmdRollbackTo, router.CmdPrepareTransaction:
+			return s.queryError(&clientError{code: codeFeatureNotSupported, msg: "shardwire: savepoints and PREPARE TRANSACTION are not supported in a transaction across shards"})
+		}
 	}
 	if info.single {
 		if handled, err := s.localQuery(&info.stmt); handled || err != nil {
@@ -730,6 +784,14 @@ func (s *session) handleParse(body []byte) error {
 	if !ok {
 		return protocolError("malformed Parse message")
 	}
+	if len(s.txLegs) > 0 {
+		if info := inspectQuery(string(query)); !info.single || txControl(info.stmt.Command) {
+			// Ending one leg alone would commit part of the
+			// transaction: roll every shard back instead.
+			s.abortCrossTx()
+			return s.localError(&clientError{code: codeFeatureNotSupported, msg: "shardwire: a transaction across shards ends with a simple-protocol COMMIT or ROLLBACK; it was rolled back"})
+		}
+	}
 	if len(name) == 0 {
 		st := newPreparedStmt(query, rest, s.srv.analyzer)
 		if st.effects.pin != "" {
@@ -878,7 +940,13 @@ func (s *session) bindRoute(st *preparedStmt, bind []byte) (string, *router.Rout
 		case err != nil:
 			return "", nil, nil
 		case multi != nil:
-			// Any of its shards can describe it.
+			// Any of its shards can describe it: the attached one, if
+			// it is one of them.
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			if s.server != nil && slices.Contains(multi.Shards, s.attachShard) {
+				return s.attachShard, nil, nil
+			}
 			return multi.Shards[0], nil, nil
 		}
 		return shard, nil, nil
@@ -1455,7 +1523,7 @@ func (s *session) retryElsewhere(c *pool.Conn, p *pool.Pool, cause error) (*pool
 // serverLost reports a broken server connection to the client.
 func (s *session) serverLost(c *pool.Conn, p *pool.Pool, err error) {
 	s.mu.Lock()
-	if s.closing || s.server != c {
+	if s.closing || s.parking || s.server != c {
 		s.mu.Unlock()
 		return
 	}
@@ -1745,6 +1813,11 @@ const dirtyFingerprint = 2
 // close ends the session: the server connection goes back to the pool if it
 // is clean, is reset (session mode) or cancelled and discarded otherwise.
 func (s *session) close() {
+	if len(s.txLegs) > 0 {
+		// Mid cross-shard transaction: closing the connections rolls
+		// every shard back.
+		s.abortCrossTx()
+	}
 	if ci := s.copyIn; ci != nil {
 		// The client left mid-COPY: closing the connections aborts the
 		// shards' COPYs.

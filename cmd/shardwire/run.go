@@ -92,6 +92,11 @@ func serveProxy(ctx context.Context, cfg *config.Config, log *slog.Logger, ready
 	log.Info("shardwire listening", "addr", ln.Addr().String(), "version", version, "config", cfg.Path, "pool_mode", cfg.Pool.Mode)
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
+	// Prepared transactions a dead instance left behind are resolved by
+	// their decision records (routing.two_phase_commit).
+	recoverCtx, stopRecovery := context.WithCancel(ctx)
+	defer stopRecovery()
+	go srv.RecoverPrepared(recoverCtx)
 	if ready != nil {
 		ready(ln.Addr().String())
 	}
