@@ -186,11 +186,11 @@ func (m *Merger) ClientColumns() []Column { return slices.Clone(m.client) }
 // and Plan.Offset, or the bind parameters LimitParam and OffsetParam
 // name); a limit of -1 means none (LIMIT NULL or ALL), one below -1 and a
 // negative offset are the errors Postgres gives (SQLSTATE 2201W, 2201X).
-// Run stops reading once the limit is
-// reached, on the first error, or when ctx is done; the caller then drains
-// or cancels what the shards still send. An error of emit is returned as
-// it is; an error of a source, or a malformed row, as a *SourceError;
-// combined values out of their type's range as an *SQLError.
+// Run stops reading once the limit is reached, on the first error, or when
+// ctx is done; the caller then drains or cancels what the shards still
+// send. An error of emit is returned as it is; an error of a source, or a
+// malformed row, as a *SourceError; combined values out of their type's
+// range as an *SQLError.
 func (m *Merger) Run(ctx context.Context, sources []Source, limit, offset int64, emit func(row []byte) error) (int64, error) {
 	if offset < 0 {
 		return 0, &SQLError{Code: "2201X", Message: "OFFSET must not be negative"}
