@@ -238,3 +238,24 @@ func TestTwoPhaseCrashRecovery(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckPreparedTransactions: shardwire check says when a shard
+// primary cannot take two-phase commit (max_prepared_transactions = 0).
+func TestCheckPreparedTransactions(t *testing.T) {
+	t.Parallel()
+	sh := startShard(t, "chkp", 0, "scram-sha-256")
+	p := startProxy(t, proxyConfig{size: 1, shards: []*pgcluster.Shard{sh}, extra: "routing:\n  two_phase_commit: true\n"})
+	cmd := exec.Command(swBinary, "check", "-c", p.cfg)
+	cmd.Env = append(p.pgEnv(), "E2E_APP_PASSWORD="+appPassword, "GORACE=atexit_sleep_ms=0")
+	out, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "max_prepared_transactions = 0") {
+		t.Fatalf("check with max_prepared_transactions = 0: %v\n%s", err, out)
+	}
+	shards, _ := twoPhaseShards(t, "chkq")
+	q := startProxy(t, proxyConfig{size: 1, shards: shards, extra: twoPhaseTables})
+	cmd = exec.Command(swBinary, "check", "-c", q.cfg)
+	cmd.Env = append(q.pgEnv(), "E2E_APP_PASSWORD="+appPassword, "GORACE=atexit_sleep_ms=0")
+	if out, err := cmd.CombinedOutput(); err != nil || strings.Contains(string(out), "max_prepared") {
+		t.Fatalf("check with max_prepared_transactions = 10: %v\n%s", err, out)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/shardwire/shardwire/config"
 	"github.com/shardwire/shardwire/shardmap"
 )
 
@@ -13,7 +14,9 @@ import (
 // including the shard map, and prints each problem to stderr as
 // FILE:LINE: reason. A valid FILE prints "FILE: ok"; with --against it then
 // prints what changes from OLD to FILE, with the share of each hashed
-// table's keys that move and between which shards. Exit status: 0 when
+// table's keys that move and between which shards. With
+// routing.two_phase_commit it also asks every shard primary for
+// max_prepared_transactions, which must not be 0. Exit status: 0 when
 // valid, 1 when a file has errors, 2 for wrong usage.
 func runCheck(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("check", flag.ContinueOnError)
@@ -32,6 +35,11 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 	}
 	path = configPath(path)
 	newMap, ok := loadMap(path, stderr)
+	if ok {
+		if cfg, err := config.Load(path); err == nil && !checkPreparedTransactions(cfg, path, stderr) {
+			ok = false
+		}
+	}
 	if against == "" {
 		if !ok {
 			return 1
