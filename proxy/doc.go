@@ -40,6 +40,18 @@
 // In session mode a client keeps one connection; it is reset with DISCARD
 // ALL before another client gets it.
 //
+// # Several shards
+//
+// A statement whose route spans shards runs outside a transaction block on
+// a fanout: one connection per shard, borrowed for the statement. Reads are
+// merged by package gather (scatter.go), multi-row INSERTs split
+// (split.go), COPY FROM split row by row (copyin.go) and COPY TO gathered
+// (copyout.go), writes to replicated tables and keyless writes run on
+// every shard. A transaction block that moves between shards parks its
+// connections and commits them with two-phase commit and a decision record
+// on the default shard (twophase.go), which RecoverPrepared uses to finish
+// what a dead instance left prepared. docs/crossshard.md has the rules.
+//
 // # Failure
 //
 // A client that vanishes mid-transaction has its backend's query cancelled
