@@ -36,7 +36,7 @@ func (s *session) splitCopy(sql string, hints router.Hints) (bool, error) {
 		return false, nil
 	}
 	route := router.Route{Shards: t.Shards(), Table: plan.Table}
-	if why := s.canFanOut(); why != "" {
+	if why := s.canFanOut(false); why != "" {
 		return true, multiRefusal(route, "a COPY split between shards "+why+" is not supported yet")
 	}
 	if plan.NeedsColumns() {
@@ -55,21 +55,7 @@ func (s *session) splitCopy(sql string, hints router.Hints) (bool, error) {
 	}
 	msg := appendQuery(nil, plan.ShardSQL())
 	f.send(func(int) []byte { return msg })
-	var resp []byte
-	for _, l := range f.legs {
-		for {
-			typ, body, err := f.next(l)
-			if err != nil || typ == 'E' || typ == 'Z' {
-				break
-			}
-			if typ == 'G' {
-				if resp == nil {
-					resp = append([]byte(nil), body...)
-				}
-				break
-			}
-		}
-	}
+	resp := f.awaitCopy('G')
 	if _, lost := f.lostErr(); lost != nil || f.failed() != nil {
 		// Shards that started their COPY end it; everyone is drained.
 		for _, l := range f.legs {
@@ -229,19 +215,8 @@ func (s *session) endCopy(done string) error {
 	}
 	f.drain()
 	if done == "copy" {
-		if errBody := f.failed(); errBody != nil {
-			var ok []string
-			for _, l := range f.legs {
-				if l.err == nil && l.lost == nil {
-					ok = append(ok, l.shard)
-				}
-			}
-			if len(ok) > 0 {
-				_, msg := errorFields(errBody)
-				return s.finishMulti(f, m, "", &clientError{code: codeOf(errBody), msg: fmt.Sprintf(
-					"%s (the rows for shards %s were copied and committed)", msg, strings.Join(ok, ", "))})
-			}
-			return s.finishMulti(f, m, "", nil)
+		if errBody, partial := f.partialFailure("the rows for shards %s were copied and committed"); errBody != nil {
+			return s.finishMulti(f, m, "", partial)
 		}
 		var total uint64
 		for _, l := range f.legs {

@@ -16,7 +16,7 @@ var binaryCopyTrailer = []byte{0xff, 0xff}
 // header, then every shard's rows, then one trailer and the summed count.
 func (s *session) gatherCopy(sql string, plan *router.CopyOut) error {
 	route := router.Route{Shards: plan.Shards}
-	if why := s.canFanOut(); why != "" {
+	if why := s.canFanOut(false); why != "" {
 		return multiRefusal(route, "a COPY across shards "+why+" is not supported yet")
 	}
 	f, err := s.acquireFanout(plan.Shards, true)
@@ -26,21 +26,7 @@ func (s *session) gatherCopy(sql string, plan *router.CopyOut) error {
 	m := &multiStmt{route: route}
 	msg := appendQuery(nil, sql)
 	f.send(func(int) []byte { return msg })
-	var resp []byte
-	for _, l := range f.legs {
-		for {
-			typ, body, err := f.next(l)
-			if err != nil || typ == 'E' || typ == 'Z' {
-				break
-			}
-			if typ == 'H' {
-				if resp == nil {
-					resp = append([]byte(nil), body...)
-				}
-				break
-			}
-		}
-	}
+	resp := f.awaitCopy('H')
 	if _, lost := f.lostErr(); lost != nil || f.failed() != nil {
 		return s.finishMulti(f, m, "", nil)
 	}

@@ -320,3 +320,48 @@ func sumTags(tags [][]byte) string {
 	}
 	return prefix + strconv.FormatUint(total, 10)
 }
+
+// partialFailure is the client's error when some legs of an autocommit
+// write failed: the server's error, naming the shards where it committed
+// all the same (what names those rows, e.g. "the rows for shards %s were
+// copied and committed"). nil when no leg failed; the server's error as is
+// when none committed.
+func (f *fanout) partialFailure(what string) (errBody []byte, err error) {
+	errBody = f.failed()
+	if errBody == nil {
+		return nil, nil
+	}
+	var ok []string
+	for _, l := range f.legs {
+		if l.err == nil && l.lost == nil {
+			ok = append(ok, l.shard)
+		}
+	}
+	if len(ok) == 0 {
+		return errBody, nil
+	}
+	code, msg := errorFields(errBody)
+	return errBody, &clientError{code: code, msg: msg + " (" + fmt.Sprintf(what, strings.Join(ok, ", ")) + ")"}
+}
+
+// awaitCopy reads every leg up to its CopyInResponse or CopyOutResponse
+// (typ 'G' or 'H'), an error or ReadyForQuery, and returns the first
+// leg's response body.
+func (f *fanout) awaitCopy(typ byte) []byte {
+	var resp []byte
+	for _, l := range f.legs {
+		for {
+			t, body, err := f.next(l)
+			if err != nil || t == 'E' || t == 'Z' {
+				break
+			}
+			if t == typ {
+				if resp == nil {
+					resp = append([]byte(nil), body...)
+				}
+				break
+			}
+		}
+	}
+	return resp
+}

@@ -33,8 +33,11 @@ type multiStmt struct {
 
 // canFanOut reports why a multi-shard statement cannot run now ("" if it
 // can): it must start and end outside a transaction block on a pooled
-// session with nothing else in flight.
-func (s *session) canFanOut() string {
+// session. A read may also run in a pipeline whose earlier statements hold
+// a connection in an implicit transaction (several Executes before one
+// Sync, as pgx batches send): their answers go first (settle), then the
+// read runs on its own connections.
+func (s *session) canFanOut(read bool) string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	switch {
@@ -42,8 +45,10 @@ func (s *session) canFanOut() string {
 		return "in pool_mode: session"
 	case s.pinned != "":
 		return "on a session pinned to one server connection (" + s.pinned + ")"
-	case s.server != nil || len(s.deferred) > 0 || (s.txStatus != 'I' && s.txStatus != 0):
+	case len(s.deferred) > 0 || len(s.txLegs) > 0 || (s.txStatus != 'I' && s.txStatus != 0):
 		return "inside a transaction block"
+	case s.server != nil && !read:
+		return "in a pipeline with other statements (an implicit transaction)"
 	}
 	return ""
 }
@@ -64,8 +69,13 @@ func multiRefusal(r router.Route, why string) error {
 // extended protocol the client's Sync does.
 func (s *session) runMulti(m *multiStmt) error {
 	r := m.route
-	if why := s.canFanOut(); why != "" {
+	if why := s.canFanOut(m.read && !r.Replicated); why != "" {
 		return multiRefusal(r, "cross-shard statements "+why+" are not supported yet; run it outside the transaction, or on each shard with /* shardwire: shard=NAME */")
+	}
+	if s.attached() {
+		if err := s.settle(); err != nil {
+			return err
+		}
 	}
 	write := !m.read
 	switch {
@@ -282,19 +292,8 @@ func (s *session) runEverywhere(m *multiStmt, sum bool) error {
 		}
 	}
 	f.drain()
-	if errBody := f.failed(); errBody != nil {
-		var ok []string
-		for _, l := range f.legs {
-			if l.err == nil && l.lost == nil {
-				ok = append(ok, l.shard)
-			}
-		}
-		if len(ok) > 0 {
-			_, msg := errorFields(errBody)
-			return s.finishMulti(f, m, "", &clientError{code: codeOf(errBody), msg: fmt.Sprintf(
-				"%s (the statement failed on some shards but committed on %s)", msg, strings.Join(ok, ", "))})
-		}
-		return s.finishMulti(f, m, "", nil)
+	if errBody, partial := f.partialFailure("the statement failed on some shards but committed on %s"); errBody != nil {
+		return s.finishMulti(f, m, "", partial)
 	}
 	tag := ""
 	if len(f.legs) > 0 {

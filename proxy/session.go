@@ -961,7 +961,7 @@ func (s *session) bindRoute(st *preparedStmt, bind []byte) (string, *router.Rout
 // bindMulti accepts the Bind of a statement that spans shards: it runs at
 // the portal's Execute, across them.
 func (s *session) bindMulti(st *preparedStmt, r *router.Route, portal, bind []byte) error {
-	if why := s.canFanOut(); why != "" {
+	if why := s.canFanOut(st.read && !r.Replicated); why != "" {
 		return s.localError(multiRefusal(*r, "cross-shard statements "+why+" are not supported yet"))
 	}
 	bind = append([]byte(nil), bind...)

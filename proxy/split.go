@@ -2,8 +2,6 @@ package proxy
 
 import (
 	"encoding/binary"
-	"fmt"
-	"strings"
 
 	"github.com/shardwire/shardwire/router"
 )
@@ -56,18 +54,8 @@ func (s *session) runInsertParts(m *multiStmt, parts []router.InsertPart) error 
 		}
 	}
 	f.drain()
-	if errBody := f.failed(); errBody != nil {
-		var ok []string
-		for _, l := range f.legs {
-			if l.err == nil && l.lost == nil {
-				ok = append(ok, l.shard)
-			}
-		}
-		if len(ok) > 0 {
-			_, msg := errorFields(errBody)
-			return s.finishMulti(f, m, "", &clientError{code: codeOf(errBody), msg: fmt.Sprintf(
-				"%s (the rows for shards %s were inserted and committed)", msg, strings.Join(ok, ", "))})
-		}
+	if _, partial := f.partialFailure("the rows for shards %s were inserted and committed"); partial != nil {
+		return s.finishMulti(f, m, "", partial)
 	}
 	return s.finishMulti(f, m, sumLegTags(f), nil)
 }

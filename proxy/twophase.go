@@ -525,8 +525,14 @@ func (s *session) abortCrossTx() {
 }
 
 // settle sends what is pending for the attached connection and waits for
-// every reply (a client that pipelined its last statement with COMMIT).
+// every reply, passing it on to the client (a client that pipelined its
+// last statement with COMMIT, or a read across shards in a pipeline).
 func (s *session) settle() error {
+	if s.attached() {
+		// Extended-protocol answers stay in the server's buffer until a
+		// Sync or Flush.
+		s.srvOut = append(s.srvOut, 'H', 0, 0, 0, 4)
+	}
 	s.flushServer()
 	s.flushPoint = true
 	for {
