@@ -30,7 +30,9 @@ func TestPgbenchThroughTransactionPooling(t *testing.T) {
 	processed := regexp.MustCompile(`number of transactions actually processed: (\d+)`)
 	for _, script := range []string{"-S", "-b tpcb-like"} {
 		for _, mode := range []string{"simple", "extended", "prepared"} {
-			args := append(strings.Fields(script), "-c", "64", "-j", "2", "-T", "3", "-M", mode, "--max-tries=1")
+			// A fixed number of transactions, not a duration: on a busy
+			// machine 64 SCRAM logins can outlast a short -T.
+			args := append(strings.Fields(script), "-c", "64", "-j", "2", "-t", "20", "-M", mode, "--max-tries=1")
 			out, err := p.run(t, 2*time.Minute, pgbench, args...)
 			if err != nil {
 				t.Fatalf("pgbench %s -M %s: %v\n%s", script, mode, err, out)

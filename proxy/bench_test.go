@@ -58,3 +58,32 @@ func BenchmarkForwardPreparedStatement(b *testing.B) {
 		readUntilReady(b, r)
 	}
 }
+
+// BenchmarkForwardExtendedQuery measures libpq's PQexecParams shape (pgbench
+// -M extended): an unnamed Parse, Bind, Describe portal, Execute and Sync
+// per query, the statement text the same every time.
+func BenchmarkForwardExtendedQuery(b *testing.B) {
+	srv, _ := newTestServer(b, "transaction")
+	client, r := startTestClient(b, srv)
+	defer client.Close()
+	var msg []byte
+	msg, start := beginFrame(msg, 'P')
+	msg = append(msg, "\x00SELECT abalance FROM pgbench_accounts WHERE aid = $1;\x00"...)
+	msg = binary.BigEndian.AppendUint16(msg, 0)
+	msg = finishFrame(msg, start)
+	msg, start = beginFrame(msg, 'B')
+	msg = append(msg, "\x00\x00"...)
+	msg = append(msg, 0, 0, 0, 1, 0, 0, 0, 5, '1', '2', '3', '4', '5', 0, 1, 0, 0)
+	msg = finishFrame(msg, start)
+	msg = append(msg, 'D', 0, 0, 0, 6, 'P', 0)
+	msg = append(msg, 'E', 0, 0, 0, 9, 0, 0, 0, 0, 0)
+	msg = append(msg, 'S', 0, 0, 0, 4)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := client.Write(msg); err != nil {
+			b.Fatal(err)
+		}
+		readUntilReady(b, r)
+	}
+}

@@ -90,7 +90,10 @@ func inspectQuery(sql string) queryInfo {
 		}
 	}
 	if !eff.empty() {
-		info.effects = &eff
+		// A copy, so that eff stays on the stack for the common
+		// statement without effects.
+		e := eff
+		info.effects = &e
 	}
 	return info
 }

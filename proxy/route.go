@@ -329,7 +329,10 @@ func (s *session) route(an *router.Analysis, sql string, lits []router.Literal, 
 		}
 		return r.Shards[0], nil, nil
 	}
-	return "", &r, nil
+	// A copy: taking r's own address would move r to the heap on every
+	// call, not only on this rare path.
+	multiRoute := r
+	return "", &multiRoute, nil
 }
 
 // timeZone is the session's TimeZone (UTC for a zone Go's database does

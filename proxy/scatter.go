@@ -200,6 +200,9 @@ func (s *session) runScatter(m *multiStmt, sc router.Scatter) error {
 	}
 	if desc == nil {
 		// No rows to merge (no RowDescription): add up the tags.
+		if m.describe {
+			f.out = append(f.out, 'n', 0, 0, 0, 4)
+		}
 		return s.finishMulti(f, m, sumLegTags(f), nil)
 	}
 	var rd pgproto3.RowDescription
@@ -269,6 +272,9 @@ func (s *session) runEverywhere(m *multiStmt, sum bool) error {
 	msgs := m.statementMsgs(m.sql, m.bind)
 	f.send(func(int) []byte { return msgs })
 	desc, err := f.head()
+	if err == nil && desc == nil && f.failed() == nil && m.describe {
+		f.out = append(f.out, 'n', 0, 0, 0, 4) // NoData: no RETURNING
+	}
 	if err == nil && desc != nil && f.failed() == nil {
 		if m.bind == nil || m.describe {
 			f.out = appendFrame(f.out, 'T', desc)

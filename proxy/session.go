@@ -37,6 +37,8 @@ const (
 	slotInjectParse                 // our own Parse: swallow ParseComplete
 	slotInjectClose                 // our own Close: swallow CloseComplete
 	slotInjectQuery                 // our own state query: swallow up to ReadyForQuery
+	slotInjectAbort                 // our Execute of no portal, failing the server's transaction: swallow its error
+	slotInjectSync                  // our own Sync: swallow its ReadyForQuery
 )
 
 // slot is one expected reply, in the order the server will send them.
@@ -53,7 +55,7 @@ type slot struct {
 }
 
 func (k slotKind) injected() bool {
-	return k == slotInjectParse || k == slotInjectClose || k == slotInjectQuery
+	return k == slotInjectParse || k == slotInjectClose || k == slotInjectQuery || k == slotInjectAbort || k == slotInjectSync
 }
 
 // session is one client connection. Its goroutine (run) reads the client and
@@ -117,7 +119,8 @@ type session struct {
 	keySetting   string        // SET shardwire.key
 	hasKey       bool
 	scratch      router.Scratch
-	unnamedStmt  *preparedStmt // the unnamed statement's analysis
+	bindScratch  router.BindParams // a Bind's parameters while it is routed
+	unnamedStmt  *preparedStmt     // the unnamed statement's analysis
 	ryw          []rywMark
 	deferred     []string // BEGIN (and SET TRANSACTION …) held until the first statement
 	deferredRO   bool     // the deferred transaction is READ ONLY
@@ -130,7 +133,8 @@ type session struct {
 	// fan is the fanout running a statement across shards, for cancel
 	// requests (guarded by mu); pendingMulti is a Bind of a statement that
 	// spans shards, run at its Execute (client goroutine).
-	fan *fanout
+	fan   *fanout
+	wrote bool // a statement that may write ran on the attached connection
 	// A transaction block across shards: its other shards' connections
 	// (parked), the BEGIN replayed on each new one, whether it is READ
 	// ONLY, and parking: a relay goroutine being stopped on purpose.
@@ -149,6 +153,10 @@ type session struct {
 	retryQuery []byte
 	retryDesc  []byte
 	replayDesc []byte
+	// retryBuf and retryDescBuf keep the storage of retryQuery and
+	// retryDesc across queries (they are set for every read on a fresh
+	// connection); retryElsewhere takes them over. Guarded by mu.
+	retryBuf, retryDescBuf []byte
 
 	writeMu sync.Mutex // serialises writes to the client socket
 
@@ -364,6 +372,27 @@ func (s *session) attached() bool {
 // release the connection. On error mu is not held.
 func (s *session) lockAttached(req routeRequest) error {
 	s.mu.Lock()
+	if c := s.server; c != nil && req.shard != "" && req.shard != s.attachShard && s.readPipelineLocked() {
+		// A pipeline of reads outside a transaction block (a pgx batch)
+		// moves to another shard: end its implicit transaction here with
+		// our own Sync once the answers so far are out, and let the
+		// connection go.
+		s.push(slot{kind: slotInjectSync})
+		s.mu.Unlock()
+		s.srvOut = append(s.srvOut, 'S', 0, 0, 0, 4)
+		if err := s.settle(); err != nil {
+			return err
+		}
+		s.mu.Lock()
+		if c := s.server; c != nil {
+			p := s.pool
+			if s.releaseLocked(c) {
+				s.mu.Unlock()
+				s.returnReleased(p, c)
+				s.mu.Lock()
+			}
+		}
+	}
 	if c := s.server; c != nil && req.shard != "" && req.shard != s.attachShard {
 		// The transaction block moves to another shard: park this
 		// connection, and take that shard's (parked, or a new one that
@@ -464,6 +493,7 @@ func (s *session) lockAttached(req routeRequest) error {
 	s.server, s.pool = c, p
 	s.attachShard, s.attachWrite = shard, isWriter && !req.read
 	s.freshAttach = true
+	s.wrote = false
 	s.nodeMetrics = s.srv.nodeMetrics(shard, p.Addr(), isWriter)
 	s.srv.gate(shard).active.Add(1)
 	if s.srv.log.Enabled(context.Background(), slog.LevelDebug) {
@@ -556,6 +586,15 @@ func (s *session) forward(kind slotKind, typ byte, body []byte, eff *queryEffect
 // client's messages up to Sync are ignored (extended protocol), or a
 // ReadyForQuery follows at once (simple Query).
 func (s *session) localError(err error) error {
+	return s.failLocal(err, false)
+}
+
+// failLocal reports an error shardwire raises itself. Like an error of the
+// server's, it fails the transaction the server has open for the client:
+// an extended-protocol batch's implicit transaction (simple is false) or a
+// transaction block. Otherwise the server would commit, at the next Sync or
+// COMMIT, the statements before the failed one.
+func (s *session) failLocal(err error, simple bool) error {
 	ce := asClientError(err)
 	if ce == nil {
 		return err
@@ -568,6 +607,21 @@ func (s *session) localError(err error) error {
 	msg := appendError(nil, "ERROR", ce.code, ce.msg)
 	if s.server != nil {
 		s.push(slot{kind: slotSynthetic, data: msg})
+		if !simple || s.txStatus == 'T' {
+			// Execute a portal that does not exist: the server fails
+			// and skips to the next Sync, ours for a simple Query.
+			s.push(slot{kind: slotInjectAbort})
+			s.srvOut = append(s.srvOut, 'E', 0, 0, 0, 28)
+			s.srvOut = append(s.srvOut, "shardwire_no_portal\x00"...)
+			s.srvOut = append(s.srvOut, 0, 0, 0, 0)
+			if simple {
+				s.push(slot{kind: slotInjectSync})
+				s.srvOut = append(s.srvOut, 'S', 0, 0, 0, 4)
+			}
+			if s.txStatus == 'T' {
+				s.txStatus = 'E'
+			}
+		}
 	} else {
 		s.out = append(s.out, msg...)
 	}
@@ -652,13 +706,15 @@ func (s *session) handleQuery(typ byte, body []byte) error {
 	if err := s.lockAttached(req); err != nil {
 		return s.queryError(err)
 	}
+	s.wrote = s.wrote || !req.read
 	sl := slot{kind: slotQuery, effects: eff}
 	if s.nodeMetrics != nil {
 		sl.start = time.Now()
 	}
 	s.push(sl)
 	if s.freshAttach && req.read && !s.attachWrite && s.txStatus == 'I' && eff == nil {
-		s.retryQuery = appendFrame(s.retryQuery[:0], typ, body)
+		s.retryQuery = appendFrame(s.retryBuf[:0], typ, body)
+		s.retryBuf = s.retryQuery
 		s.retryDesc, s.replayDesc = nil, nil
 	}
 	s.mu.Unlock()
@@ -668,7 +724,7 @@ func (s *session) handleQuery(typ byte, body []byte) error {
 
 // queryError answers a simple Query with an error and ReadyForQuery.
 func (s *session) queryError(err error) error {
-	if lerr := s.localError(err); lerr != nil {
+	if lerr := s.failLocal(err, true); lerr != nil {
 		return lerr
 	}
 	s.clientSkip = false
@@ -793,7 +849,15 @@ func (s *session) handleParse(body []byte) error {
 		}
 	}
 	if len(name) == 0 {
-		st := newPreparedStmt(query, rest, s.srv.analyzer)
+		st := s.unnamedStmt
+		if st == nil || st.query != string(query) || string(st.paramTypes) != string(rest) {
+			// libpq's PQexecParams (pgbench -M extended) sends the same
+			// unnamed Parse for every execution. A statement is a pure
+			// function of its text and parameter types (and the analyzer,
+			// fixed for the process's life) and is never modified, so the
+			// last one is reused when they match.
+			st = newPreparedStmt(query, rest, s.srv.analyzer)
+		}
 		if st.effects.pin != "" {
 			s.pin(st.effects.pin)
 		}
@@ -801,7 +865,10 @@ func (s *session) handleParse(body []byte) error {
 		s.unnamedStmt = st
 		s.unnamedRead = st.read
 		s.unnamedEffects = st.effects
-		if !s.attached() && !s.routableWithoutParams(st) {
+		// One routing decision serves both questions below (the route
+		// does not depend on anything that happens in between).
+		shard, rerr := s.routeShard(st.an, st.query, st.lits, nil, st.hints)
+		if !s.attached() && rerr != nil {
 			// Where it runs depends on the Bind's parameters: answer now,
 			// parse it on the server the Bind routes to.
 			s.mu.Lock()
@@ -810,7 +877,7 @@ func (s *session) handleParse(body []byte) error {
 			s.mu.Unlock()
 			return nil
 		}
-		if err := s.lockAttached(routeRequest{read: st.read, shard: s.stmtShard(st)}); err != nil {
+		if err := s.lockAttached(routeRequest{read: st.read, shard: shard}); err != nil {
 			return s.localError(err)
 		}
 		s.unnamedOnServer = true
@@ -933,7 +1000,7 @@ func (s *session) stmtShard(st *preparedStmt) string {
 // bindRoute routes a prepared statement with a Bind's parameters (bind is
 // the Bind body after the statement name; nil for a Describe, which any
 // shard can answer).
-func (s *session) bindRoute(st *preparedStmt, bind []byte) (string, *router.Route, error) {
+func (s *session) bindRoute(st *preparedStmt, bind []byte) (shard string, multi *router.Route, err error) {
 	if bind == nil {
 		shard, multi, err := s.route(st.an, st.query, st.lits, nil, st.hints)
 		switch {
@@ -951,11 +1018,16 @@ func (s *session) bindRoute(st *preparedStmt, bind []byte) (string, *router.Rout
 		}
 		return shard, nil, nil
 	}
-	params, err := parseBindParams(bind, st.types)
-	if err != nil {
-		return "", nil, err
+	// The parameters are needed only while routing: parse them into the
+	// session's scratch instead of allocating per Bind.
+	params := &s.bindScratch
+	err = parseBindParamsInto(params, bind, st.types)
+	if err == nil {
+		shard, multi, err = s.route(st.an, st.query, st.lits, params, st.hints)
 	}
-	return s.route(st.an, st.query, st.lits, params, st.hints)
+	clear(params.Values) // do not keep the read buffer referenced
+	params.Types = nil
+	return shard, multi, err
 }
 
 // bindMulti accepts the Bind of a statement that spans shards: it runs at
@@ -1043,6 +1115,7 @@ func (s *session) handleBind(body []byte) error {
 			e := s.unnamedEffects
 			eff = &e
 		}
+		s.wrote = s.wrote || !s.unnamedRead
 		s.push(slot{kind: slotBind})
 		s.mu.Unlock()
 		s.setPortalEffect(portal, eff)
@@ -1056,6 +1129,7 @@ func (s *session) handleBind(body []byte) error {
 	if multi != nil {
 		return s.bindMulti(st, multi, portal, rest)
 	}
+	s.wrote = s.wrote || !st.read
 	s.push(slot{kind: slotBind})
 	s.mu.Unlock()
 	if !st.effects.empty() {
@@ -1297,10 +1371,19 @@ func (s *session) relayReplies() bool {
 		maybeRelease := s.onServerMessage(typ, body)
 		flush := maybeRelease || c.Reader.Buffered() == 0 || len(s.out) > 64<<10
 		fatal := s.injectFailed
+		// As in serverLoop: release under the lock that queued the
+		// ReadyForQuery, and give the connection back before writing to
+		// the client, so that the next borrower does not wait for that
+		// system call (the connection is clean whether or not the write
+		// succeeds).
+		released := fatal == "" && maybeRelease && s.releaseLocked(c)
 		s.mu.Unlock()
 		if fatal != "" {
 			s.injectFailure(c, p, fatal)
 			return false
+		}
+		if released {
+			s.returnReleased(p, c)
 		}
 		if typ == 'G' || typ == 'W' {
 			s.copyStarted++
@@ -1309,9 +1392,6 @@ func (s *session) relayReplies() bool {
 			if err := s.flushClient(); err != nil {
 				return false
 			}
-		}
-		if maybeRelease {
-			s.tryRelease(c, p)
 		}
 		if s.copyStarted > s.copyEnded {
 			return true
@@ -1329,6 +1409,11 @@ func (s *session) serverAnswersSoon(c *pool.Conn) bool {
 	_ = c.SetReadDeadline(time.Now().Add(relayPatience))
 	_, err := c.Reader.Peek(1)
 	_ = c.SetReadDeadline(time.Time{})
+	if err == nil {
+		// Before declaring ne: errors.As makes it escape, and the common
+		// case should not allocate.
+		return true
+	}
 	var ne net.Error
 	return !(errors.As(err, &ne) && ne.Timeout())
 }
@@ -1420,18 +1505,6 @@ func (s *session) serverLoop(c *pool.Conn, p *pool.Pool) {
 	}
 }
 
-// tryRelease hands the server connection back if the session is between
-// transactions with nothing in flight.
-func (s *session) tryRelease(c *pool.Conn, p *pool.Pool) bool {
-	s.mu.Lock()
-	ok := s.releaseLocked(c)
-	s.mu.Unlock()
-	if ok {
-		s.returnReleased(p, c)
-	}
-	return ok
-}
-
 // releaseLocked detaches c if the session is between transactions with
 // nothing in flight; mu is held. The caller then calls returnReleased.
 func (s *session) releaseLocked(c *pool.Conn) bool {
@@ -1467,6 +1540,8 @@ func (s *session) retryElsewhere(c *pool.Conn, p *pool.Pool, cause error) (*pool
 	s.mu.Lock()
 	q, desc := s.retryQuery, s.retryDesc
 	s.retryQuery, s.retryDesc = nil, nil
+	// q and desc are ours now: later queries get new buffers.
+	s.retryBuf, s.retryDescBuf = nil, nil
 	if q == nil || s.closing || s.server != c || s.txStatus != 'I' {
 		s.mu.Unlock()
 		return nil, nil
@@ -1628,7 +1703,8 @@ func (s *session) onServerMessage(typ byte, body []byte) bool {
 			s.replayDesc = nil
 			return false
 		case typ == 'T' && s.retryQuery != nil && s.retryDesc == nil && sl.kind == slotQuery:
-			s.retryDesc = append(s.retryDesc[:0], body...)
+			s.retryDesc = append(s.retryDescBuf[:0], body...)
+			s.retryDescBuf = s.retryDesc
 		default:
 			s.retryQuery, s.retryDesc = nil, nil
 		}
@@ -1648,7 +1724,7 @@ func (s *session) onServerMessage(typ byte, body []byte) bool {
 			_, msg := errorFields(body)
 			s.injectFailed = msg
 		default:
-			if inject {
+			if inject && sl.kind != slotInjectAbort {
 				// Our own Parse failed: the client must hear why.
 				s.out = appendFrame(s.out, typ, body)
 			}
@@ -1730,7 +1806,7 @@ func (s *session) emitSynthetic() {
 // skipToSync drops the replies the server will not send after an error:
 // Postgres ignores every message up to the next Sync.
 func (s *session) skipToSync() {
-	for !s.queueEmpty() && s.slots[s.head].kind != slotSync {
+	for !s.queueEmpty() && s.slots[s.head].kind != slotSync && s.slots[s.head].kind != slotInjectSync {
 		s.forgetSlot(&s.slots[s.head])
 		s.pop()
 	}
@@ -1927,4 +2003,12 @@ func (s *session) cancelRequest() {
 		s.cond.Broadcast()
 	}
 	s.mu.Unlock()
+}
+
+// readPipelineLocked reports whether the attached connection only serves a
+// pipeline of reads outside any transaction block, which may end early to
+// let the pipeline move to another shard; mu is held.
+func (s *session) readPipelineLocked() bool {
+	return s.txnMode && s.pinned == "" && s.txStatus == 'I' && len(s.deferred) == 0 &&
+		len(s.txLegs) == 0 && !s.wrote
 }

@@ -34,6 +34,9 @@ func (s *session) runInsertParts(m *multiStmt, parts []router.InsertPart) error 
 	}
 	f.send(func(i int) []byte { return msgs[i] })
 	desc, err := f.head()
+	if err == nil && desc == nil && f.failed() == nil && m.describe {
+		f.out = append(f.out, 'n', 0, 0, 0, 4) // NoData: no RETURNING
+	}
 	if err == nil && desc != nil && f.failed() == nil {
 		if m.bind == nil || m.describe {
 			f.out = appendFrame(f.out, 'T', desc)

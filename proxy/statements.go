@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"encoding/binary"
+	"slices"
 	"strconv"
 	"sync"
 
@@ -136,29 +137,37 @@ func (r *statementRegistry) size() int {
 // parseBindParams reads the parameter formats and values of a Bind body
 // that starts after the statement name. The values alias body.
 func parseBindParams(b []byte, types []uint32) (*router.BindParams, error) {
-	bad := &clientError{fatal: true, code: codeProtocolViolation, msg: "malformed Bind message"}
+	p := &router.BindParams{}
+	if err := parseBindParamsInto(p, b, types); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// parseBindParamsInto is parseBindParams into p, reusing its slices, for
+// the caller that only routes with the parameters and keeps nothing.
+func parseBindParamsInto(p *router.BindParams, b []byte, types []uint32) error {
 	if len(b) < 2 {
-		return nil, bad
+		return errMalformedBind()
 	}
 	nf := int(binary.BigEndian.Uint16(b))
 	b = b[2:]
 	if len(b) < 2*nf+2 {
-		return nil, bad
+		return errMalformedBind()
 	}
-	p := &router.BindParams{Types: types}
-	if nf > 0 {
-		p.Formats = make([]int16, nf)
-		for i := range p.Formats {
-			p.Formats[i] = int16(binary.BigEndian.Uint16(b[2*i:]))
-		}
+	p.Types = types
+	p.Formats = p.Formats[:0]
+	for i := 0; i < nf; i++ {
+		p.Formats = append(p.Formats, int16(binary.BigEndian.Uint16(b[2*i:])))
 	}
 	b = b[2*nf:]
 	nv := int(binary.BigEndian.Uint16(b))
 	b = b[2:]
-	p.Values = make([][]byte, nv)
+	p.Values = slices.Grow(p.Values[:0], nv)[:nv]
+	clear(p.Values) // a NULL is left nil
 	for i := 0; i < nv; i++ {
 		if len(b) < 4 {
-			return nil, bad
+			return errMalformedBind()
 		}
 		n := int(int32(binary.BigEndian.Uint32(b)))
 		b = b[4:]
@@ -166,10 +175,14 @@ func parseBindParams(b []byte, types []uint32) (*router.BindParams, error) {
 			continue // NULL
 		}
 		if n > len(b) {
-			return nil, bad
+			return errMalformedBind()
 		}
 		p.Values[i] = b[:n]
 		b = b[n:]
 	}
-	return p, nil
+	return nil
+}
+
+func errMalformedBind() error {
+	return &clientError{fatal: true, code: codeProtocolViolation, msg: "malformed Bind message"}
 }
