@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"math/rand"
 	"os/exec"
@@ -198,6 +199,22 @@ func TestCrossShardReads(t *testing.T) {
 		t.Fatalf("cross-shard read in a transaction: %v", err)
 	}
 	_ = tx.Rollback(ctx)
+	// Refused as the first statement of a block (no server involved yet),
+	// it fails the block as a server error would: later statements get
+	// 25P02 and COMMIT answers ROLLBACK.
+	tx, err = c.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, "SELECT count(*) FROM customers"); !errorsAs(err, &pgErr) || pgErr.Code != "0A000" {
+		t.Fatalf("cross-shard read first in a transaction: %v", err)
+	}
+	if _, err := tx.Exec(ctx, "SELECT 1"); !errorsAs(err, &pgErr) || pgErr.Code != "25P02" {
+		t.Fatalf("statement after a refused one in a transaction: %v", err)
+	}
+	if err := tx.Commit(ctx); !errors.Is(err, pgx.ErrTxCommitRollback) {
+		t.Fatalf("COMMIT of a failed transaction: %v", err)
+	}
 	var n int
 	if err := c.QueryRow(ctx, "SELECT count(*) FROM customers").Scan(&n); err != nil || n != 300 {
 		t.Fatalf("count after the refused transaction: %d %v", n, err)

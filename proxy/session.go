@@ -124,11 +124,14 @@ type session struct {
 	ryw          []rywMark
 	deferred     []string // BEGIN (and SET TRANSACTION …) held until the first statement
 	deferredRO   bool     // the deferred transaction is READ ONLY
-	unnamedRead  bool     // the client's unnamed statement is a read
-	attachShard  string
-	attachWrite  bool // the attached connection is on a shard's writer for writing
-	nodeMetrics  *metrics.Node
-	freshAttach  bool // lockAttached borrowed for the current message
+	// deferredFailed: a statement failed before the deferred transaction
+	// reached a server; it is aborted until COMMIT or ROLLBACK.
+	deferredFailed bool
+	unnamedRead    bool // the client's unnamed statement is a read
+	attachShard    string
+	attachWrite    bool // the attached connection is on a shard's writer for writing
+	nodeMetrics    *metrics.Node
+	freshAttach    bool // lockAttached borrowed for the current message
 
 	// fan is the fanout running a statement across shards, for cancel
 	// requests (guarded by mu); pendingMulti is a Bind of a statement that
@@ -314,6 +317,11 @@ func (s *session) sendFatal(ce *clientError) {
 func (s *session) handle(typ byte, body []byte) error {
 	if s.clientSkip && typ != 'S' && typ != 'X' {
 		return nil
+	}
+	if s.deferredFailed {
+		if done, err := s.abortedTx(typ, body); done {
+			return err
+		}
 	}
 	switch typ {
 	case 'Q':
@@ -624,6 +632,11 @@ func (s *session) failLocal(err error, simple bool) error {
 		}
 	} else {
 		s.out = append(s.out, msg...)
+		if len(s.deferred) > 0 {
+			// The transaction block has not reached a server yet: fail
+			// it here, as the server would have.
+			s.deferredFailed = true
+		}
 	}
 	s.mu.Unlock()
 	s.clientSkip = true
@@ -773,12 +786,12 @@ func (s *session) localQuery(st *router.Statement) (bool, error) {
 		}
 		tag = "SET"
 	case len(s.deferred) > 0 && (st.Command == router.CmdCommit || st.Command == router.CmdRollback) && !st.Chain:
-		s.deferred = nil
-		s.txStatus = 'I'
 		tag = "COMMIT"
-		if st.Command == router.CmdRollback {
-			tag = "ROLLBACK"
+		if st.Command == router.CmdRollback || s.deferredFailed {
+			tag = "ROLLBACK" // as Postgres answers COMMIT of a failed transaction
 		}
+		s.deferred, s.deferredFailed = nil, false
+		s.txStatus = 'I'
 	default:
 		return false, nil
 	}
@@ -813,6 +826,9 @@ func (s *session) defaultReadOnly() bool {
 
 // idleStatus is the transaction status to report with no server attached.
 func (s *session) idleStatus() byte {
+	if s.deferredFailed {
+		return 'E'
+	}
 	if len(s.deferred) > 0 {
 		return 'T'
 	}
@@ -2011,4 +2027,25 @@ func (s *session) cancelRequest() {
 func (s *session) readPipelineLocked() bool {
 	return s.txnMode && s.pinned == "" && s.txStatus == 'I' && len(s.deferred) == 0 &&
 		len(s.txLegs) == 0 && !s.wrote
+}
+
+// abortedTx answers a simple Query in a transaction block that failed
+// before reaching a server: every statement but COMMIT and ROLLBACK gets
+// 25P02, as Postgres answers in an aborted transaction. (The extended
+// protocol is not intercepted: its statements then run in the block.) It
+// reports whether the message was answered.
+func (s *session) abortedTx(typ byte, body []byte) (bool, error) {
+	if typ != 'Q' {
+		if typ == 'P' || typ == 'B' || typ == 'E' {
+			s.deferredFailed = false
+		}
+		return false, nil
+	}
+	if len(body) > 0 && body[len(body)-1] == 0 {
+		info := inspectQuery(string(body[:len(body)-1]))
+		if info.single && (info.stmt.Command == router.CmdCommit || info.stmt.Command == router.CmdRollback) {
+			return false, nil
+		}
+	}
+	return true, s.queryError(&clientError{code: "25P02", msg: "current transaction is aborted, commands ignored until end of transaction block"})
 }
