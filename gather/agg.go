@@ -6,7 +6,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"math"
 	"slices"
 	"strings"
@@ -286,42 +285,33 @@ func (m *Merger) runAgg(ctx context.Context, sources []Source, o *output) error 
 	groups := make(map[string]*group)
 	var order []*group
 	var key []byte
-	rows := 0
-	for i, src := range sources {
-		for {
-			row, err := m.next(src, i, fs)
-			if err == io.EOF {
-				break
-			} else if err != nil {
-				return err
-			}
-			if rows++; rows%checkEvery == 0 {
-				if err := ctx.Err(); err != nil {
-					return err
-				}
-			}
-			key = key[:0]
-			for _, g := range m.plan.Group {
-				if key, err = appendKey(key, m.in[g], fs[g].bytesOf(row), fs[g].null()); err != nil {
-					return &SourceError{Source: i, Err: fmt.Errorf("column %q: %w", m.cols[g].Name, err)}
-				}
-			}
-			g := groups[string(key)]
-			if g == nil {
-				g = &group{row: mem.bytes(row), accs: slab(&mem.accs, len(m.aggs))}
-				groups[string(key)] = g
-				order = append(order, g)
-			}
-			for j := range m.aggs {
-				if err := m.aggs[j].add(&g.accs[j], row, fs); err != nil {
-					var sqlErr *SQLError
-					if errors.As(err, &sqlErr) {
-						return err
-					}
-					return &SourceError{Source: i, Err: fmt.Errorf("column %q: %w", m.cols[m.aggs[j].col].Name, err)}
-				}
+	err := m.eachRow(ctx, sources, fs, func(i int, row []byte) error {
+		key = key[:0]
+		for _, g := range m.plan.Group {
+			var err error
+			if key, err = appendKey(key, m.in[g], fs[g].bytesOf(row), fs[g].null()); err != nil {
+				return &SourceError{Source: i, Err: fmt.Errorf("column %q: %w", m.cols[g].Name, err)}
 			}
 		}
+		g := groups[string(key)]
+		if g == nil {
+			g = &group{row: mem.bytes(row), accs: slab(&mem.accs, len(m.aggs))}
+			groups[string(key)] = g
+			order = append(order, g)
+		}
+		for j := range m.aggs {
+			if err := m.aggs[j].add(&g.accs[j], row, fs); err != nil {
+				var sqlErr *SQLError
+				if errors.As(err, &sqlErr) {
+					return err
+				}
+				return &SourceError{Source: i, Err: fmt.Errorf("column %q: %w", m.cols[m.aggs[j].col].Name, err)}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 	if len(m.plan.Group) == 0 && len(order) == 0 {
 		// Every server answers an aggregate without GROUP BY with one

@@ -300,6 +300,29 @@ func (m *Merger) runConcat(ctx context.Context, sources []Source, o *output) err
 		seen = make(map[string]struct{})
 	}
 	var key, buf []byte
+	return m.eachRow(ctx, sources, fs, func(i int, row []byte) error {
+		if seen != nil {
+			var err error
+			if key, err = m.rowKey(key[:0], row, fs, m.visible, m.in); err != nil {
+				return &SourceError{Source: i, Err: err}
+			}
+			if _, dup := seen[string(key)]; dup {
+				return nil
+			}
+			seen[string(key)] = struct{}{}
+		}
+		if o.skipOne() {
+			return nil
+		}
+		buf = m.project(buf, row, fs)
+		return o.put(buf)
+	})
+}
+
+// eachRow calls fn with every row of the sources, in source order, its
+// fields decoded into fs, and looks at ctx every checkEvery rows. An error
+// of a source or of fn ends the walk.
+func (m *Merger) eachRow(ctx context.Context, sources []Source, fs []field, fn func(source int, row []byte) error) error {
 	rows := 0
 	for i, src := range sources {
 		for {
@@ -314,20 +337,7 @@ func (m *Merger) runConcat(ctx context.Context, sources []Source, o *output) err
 					return err
 				}
 			}
-			if seen != nil {
-				if key, err = m.rowKey(key[:0], row, fs, m.visible, m.in); err != nil {
-					return &SourceError{Source: i, Err: err}
-				}
-				if _, dup := seen[string(key)]; dup {
-					continue
-				}
-				seen[string(key)] = struct{}{}
-			}
-			if o.skipOne() {
-				continue
-			}
-			buf = m.project(buf, row, fs)
-			if err := o.put(buf); err != nil {
+			if err := fn(i, row); err != nil {
 				return err
 			}
 		}
