@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"fmt"
-	"strconv"
 	"strings"
 
 	"github.com/shardwire/shardwire/router"
@@ -124,12 +123,12 @@ func (s *session) copyMessage(typ byte, body []byte) error {
 			return &clientError{code: codeInternalError, msg: "shardwire: COPY row for shard " + shard + ", which has no COPY running"}
 		}
 		if l.lost != nil {
-			return &clientError{code: codeConnectionFailure, msg: fmt.Sprintf("server connection to %s (shard %s) was lost: %v", l.c.Addr(), shard, l.lost)}
+			return l.lostError(l.lost)
 		}
 		ci.fed[shard] = true
 		if _, err := l.c.Write(appendFrame(nil, 'd', rows)); err != nil {
 			l.lost = err
-			return &clientError{code: codeConnectionFailure, msg: fmt.Sprintf("server connection to %s (shard %s) was lost: %v", l.c.Addr(), shard, err)}
+			return l.lostError(err)
 		}
 		return nil
 	}
@@ -144,13 +143,13 @@ func (s *session) copyMessage(typ byte, body []byte) error {
 		return nil
 	case 'c':
 		if ci.failed {
-			return s.endCopy("")
+			return s.endCopy(false)
 		}
 		if err := ci.split.Close(emit); err != nil {
 			if ferr := s.failCopy(err); ferr != nil {
 				return ferr
 			}
-			return s.endCopy("")
+			return s.endCopy(false)
 		}
 		for _, l := range ci.f.legs {
 			var done []byte
@@ -164,7 +163,7 @@ func (s *session) copyMessage(typ byte, body []byte) error {
 				}
 			}
 		}
-		return s.endCopy("copy")
+		return s.endCopy(true)
 	case 'f':
 		why, _, _ := cstring(body)
 		if !ci.failed {
@@ -174,7 +173,7 @@ func (s *session) copyMessage(typ byte, body []byte) error {
 				}
 			}
 		}
-		return s.endCopy("")
+		return s.endCopy(false)
 	}
 	return nil
 }
@@ -200,9 +199,9 @@ func (s *session) failCopy(err error) error {
 }
 
 // endCopy reads every shard's outcome and answers the client: the summed
-// COPY count (when done is "copy" and all succeeded), or the error, then
-// ReadyForQuery.
-func (s *session) endCopy(done string) error {
+// COPY count (when the client ended with CopyDone and every shard
+// succeeded), or the error, then ReadyForQuery.
+func (s *session) endCopy(copyDone bool) error {
 	ci := s.copyIn
 	s.copyIn = nil
 	f := ci.f
@@ -214,17 +213,11 @@ func (s *session) endCopy(done string) error {
 		return f.flush()
 	}
 	f.drain()
-	if done == "copy" {
+	if copyDone {
 		if errBody, partial := f.partialFailure("the rows for shards %s were copied and committed"); errBody != nil {
 			return s.finishMulti(f, m, "", partial)
 		}
-		var total uint64
-		for _, l := range f.legs {
-			if n, err := strconv.ParseUint(strings.TrimPrefix(string(l.tag), "COPY "), 10, 64); err == nil {
-				total += n
-			}
-		}
-		return s.finishMulti(f, m, "COPY "+strconv.FormatUint(total, 10), nil)
+		return s.finishMulti(f, m, sumLegTags(f), nil)
 	}
 	return s.finishMulti(f, m, "", nil)
 }

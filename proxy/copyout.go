@@ -2,8 +2,6 @@ package proxy
 
 import (
 	"bytes"
-	"strconv"
-	"strings"
 
 	"github.com/shardwire/shardwire/router"
 )
@@ -32,7 +30,6 @@ func (s *session) gatherCopy(sql string, plan *router.CopyOut) error {
 	}
 	binaryFormat := plan.Format == router.CopyBinary
 	f.out = appendFrame(f.out, 'H', resp)
-	var total uint64
 	for i, l := range f.legs {
 		first := true
 		for {
@@ -41,8 +38,6 @@ func (s *session) gatherCopy(sql string, plan *router.CopyOut) error {
 				break
 			}
 			if typ == 'C' {
-				n, _ := strconv.ParseUint(strings.TrimPrefix(string(l.tag), "COPY "), 10, 64)
-				total += n
 				break
 			}
 			if typ != 'd' {
@@ -72,8 +67,7 @@ func (s *session) gatherCopy(sql string, plan *router.CopyOut) error {
 				continue
 			}
 			if err := f.emit('d', data); err != nil {
-				f.drain()
-				f.release()
+				f.discard(errClientGone)
 				return errClientGone
 			}
 		}
@@ -87,5 +81,5 @@ func (s *session) gatherCopy(sql string, plan *router.CopyOut) error {
 		}
 		f.out = appendFrame(f.out, 'c', nil)
 	}
-	return s.finishMulti(f, m, "COPY "+strconv.FormatUint(total, 10), nil)
+	return s.finishMulti(f, m, sumLegTags(f), nil)
 }

@@ -365,3 +365,21 @@ func (f *fanout) awaitCopy(typ byte) []byte {
 	}
 	return resp
 }
+
+// lostError is the client's error for a leg whose connection broke.
+func (l *leg) lostError(err error) *clientError {
+	return &clientError{code: codeConnectionFailure, msg: fmt.Sprintf(
+		"server connection to %s (shard %s) was lost: %v", l.c.Addr(), l.shard, err)}
+}
+
+// discard closes every leg's connection instead of reading what the
+// shards still send (the client left, or no connection's state is known):
+// closing ends the backends' work.
+func (f *fanout) discard(why error) {
+	for _, l := range f.legs {
+		if l.lost == nil {
+			l.lost = why
+		}
+	}
+	f.release()
+}

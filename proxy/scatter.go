@@ -145,8 +145,7 @@ func (s *session) finishMulti(f *fanout, m *multiStmt, tag string, failure error
 	defer f.release()
 	if failure == nil {
 		if l, err := f.lostErr(); err != nil {
-			failure = &clientError{code: codeConnectionFailure, msg: fmt.Sprintf(
-				"server connection to %s (shard %s) was lost: %v", l.c.Addr(), l.shard, err)}
+			failure = l.lostError(err)
 		}
 	}
 	var errBody []byte
@@ -234,8 +233,7 @@ func (s *session) runScatter(m *multiStmt, sc router.Scatter) error {
 		return nil
 	})
 	if clientGone != nil {
-		f.drain()
-		f.release()
+		f.discard(errClientGone)
 		return errClientGone
 	}
 	if err != nil && !errors.Is(err, errLegFailed) {
@@ -290,8 +288,7 @@ func (s *session) runEverywhere(m *multiStmt, sum bool) error {
 					break
 				}
 				if err := f.emit('D', row); err != nil {
-					f.drain()
-					f.release()
+					f.discard(errClientGone)
 					return errClientGone
 				}
 			}

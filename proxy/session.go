@@ -678,10 +678,7 @@ func (s *session) handleQuery(typ byte, body []byte) error {
 	}
 	if info.single && info.stmt.Command == router.CmdCopy {
 		if split, err := s.splitCopy(sql, info.hints); split {
-			if err != nil && !errors.Is(err, errClientGone) {
-				return s.queryError(err)
-			}
-			return err
+			return s.multiFailure(err, true)
 		}
 	}
 	an := s.srv.analyzer.ClassifyWith(&s.scratch, sql)
@@ -691,12 +688,7 @@ func (s *session) handleQuery(typ byte, body []byte) error {
 		// COPY … TO STDOUT of a sharded table, or of a query across
 		// shards: gathered from every shard.
 		if plan, perr := s.srv.analyzer.PlanCopyOut(sql, s.srv.ShardMap()); perr == nil {
-			if err := s.gatherCopy(sql, plan); err != nil && !errors.Is(err, errClientGone) {
-				return s.queryError(err)
-			} else if err != nil {
-				return err
-			}
-			return nil
+			return s.multiFailure(s.gatherCopy(sql, plan), true)
 		}
 	}
 	if err != nil {
@@ -707,13 +699,7 @@ func (s *session) handleQuery(typ byte, body []byte) error {
 		if info.single {
 			m.cmd = info.stmt.Command
 		}
-		if err := s.runMulti(m); err != nil {
-			if errors.Is(err, errClientGone) {
-				return err
-			}
-			return s.queryError(err)
-		}
-		return nil
+		return s.multiFailure(s.runMulti(m), true)
 	}
 	req.shard = shard
 	if err := s.lockAttached(req); err != nil {
@@ -1082,13 +1068,21 @@ func (s *session) executeMulti(body []byte) (bool, error) {
 	if binary.BigEndian.Uint32(rest) != 0 {
 		return true, s.localError(multiRefusal(pm.route, "fetching a cross-shard result in parts (Execute with a row limit) is not supported yet"))
 	}
-	if err := s.runMulti(pm); err != nil {
-		if errors.Is(err, errClientGone) {
-			return true, err
-		}
-		return true, s.localError(err)
+	return true, s.multiFailure(s.runMulti(pm), false)
+}
+
+// multiFailure answers the error of a statement run across shards, one
+// raised before any of its answer went out (a refusal, no connection), as
+// shardwire's own error: with ReadyForQuery for a simple Query, skipping
+// to Sync otherwise. A client gone is passed on.
+func (s *session) multiFailure(err error, simple bool) error {
+	switch {
+	case err == nil || errors.Is(err, errClientGone):
+		return err
+	case simple:
+		return s.queryError(err)
 	}
-	return true, nil
+	return s.localError(err)
 }
 
 // ensureUnnamedLocked re-sends the client's unnamed statement to a server
@@ -1913,12 +1907,7 @@ func (s *session) close() {
 	if ci := s.copyIn; ci != nil {
 		// The client left mid-COPY: closing the connections aborts the
 		// shards' COPYs.
-		for _, l := range ci.f.legs {
-			if l.lost == nil {
-				l.lost = errClientGone
-			}
-		}
-		ci.f.release()
+		ci.f.discard(errClientGone)
 		s.copyIn = nil
 	}
 	s.mu.Lock()

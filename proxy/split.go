@@ -50,8 +50,7 @@ func (s *session) runInsertParts(m *multiStmt, parts []router.InsertPart) error 
 				break // the error or the loss is reported below
 			}
 			if err := f.emit('D', row); err != nil {
-				f.drain()
-				f.release()
+				f.discard(errClientGone)
 				return errClientGone
 			}
 		}

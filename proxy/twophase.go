@@ -200,13 +200,13 @@ func (s *session) commitPrepared(f *fanout) (string, error) {
 	defer s.srv.inflight.Delete(base)
 	log := s.logger().With("gid", base)
 
-	f.runOnLegs(func(i int) string { return "PREPARE TRANSACTION '" + gid(i) + "'" })
+	f.runOnLegs(func(i int) string { return "PREPARE TRANSACTION " + quoteLiteral(gid(i)) })
 	prepared := make([]bool, len(f.legs))
 	var cause error
 	for i, l := range f.legs {
 		switch {
 		case l.lost != nil:
-			cause = &clientError{code: codeConnectionFailure, msg: fmt.Sprintf("server connection to %s (shard %s) was lost: %v", l.c.Addr(), l.shard, l.lost)}
+			cause = l.lostError(l.lost)
 		case l.err != nil:
 			code, msg := errorFields(l.err)
 			cause = &clientError{code: code, msg: msg}
@@ -223,7 +223,7 @@ func (s *session) commitPrepared(f *fanout) (string, error) {
 	if cause != nil {
 		for i, l := range f.legs {
 			if prepared[i] && l.lost == nil {
-				if _, _, err := runSimple(l.c, "ROLLBACK PREPARED '"+gid(i)+"'", s.srv.config().Pool.AcquireTimeout); err != nil {
+				if _, _, err := runSimple(l.c, "ROLLBACK PREPARED "+quoteLiteral(gid(i)), s.srv.config().Pool.AcquireTimeout); err != nil {
 					l.lost = errStateUnknown // recovery rolls it back: there is no commit decision
 				}
 			}
@@ -233,7 +233,7 @@ func (s *session) commitPrepared(f *fanout) (string, error) {
 		return "", &clientError{code: ce.code, msg: "the cross-shard transaction was rolled back: " + ce.msg}
 	}
 	failpoint("2pc-after-decision", log)
-	f.runOnLegs(func(i int) string { return "COMMIT PREPARED '" + gid(i) + "'" })
+	f.runOnLegs(func(i int) string { return "COMMIT PREPARED " + quoteLiteral(gid(i)) })
 	done := true
 	for _, l := range f.legs {
 		if l.lost != nil || l.err != nil {
@@ -256,7 +256,7 @@ func (s *session) writeDecision(base string) error {
 	if err != nil {
 		return err
 	}
-	_, _, err = runSimple(c, createDecisionTable+"; INSERT INTO "+decisionTable+" (gid, decision) VALUES ('"+base+"', 'commit')", s.srv.config().Pool.ConnectTimeout*4)
+	_, _, err = runSimple(c, createDecisionTable+"; INSERT INTO "+decisionTable+" (gid, decision) VALUES ("+quoteLiteral(base)+", 'commit')", s.srv.config().Pool.ConnectTimeout*4)
 	finishSimple(p, c, err)
 	if err != nil {
 		return &clientError{code: "40000", msg: "could not record the commit decision: " + err.Error()}
@@ -270,7 +270,7 @@ func (s *session) forgetDecision(base string) {
 	if err != nil {
 		return
 	}
-	_, _, err = runSimple(c, "DELETE FROM "+decisionTable+" WHERE gid = '"+base+"'", s.srv.config().Pool.ConnectTimeout*4)
+	_, _, err = runSimple(c, "DELETE FROM "+decisionTable+" WHERE gid = "+quoteLiteral(base), s.srv.config().Pool.ConnectTimeout*4)
 	finishSimple(p, c, err)
 }
 
@@ -444,9 +444,9 @@ func (s *Server) recoverNode(ctx context.Context, shard, addr string, u config.U
 		var stmt string
 		switch decision {
 		case "commit":
-			stmt = "COMMIT PREPARED '" + gid + "'"
+			stmt = "COMMIT PREPARED " + quoteLiteral(gid)
 		case "abort":
-			stmt = "ROLLBACK PREPARED '" + gid + "'"
+			stmt = "ROLLBACK PREPARED " + quoteLiteral(gid)
 		default:
 			continue // too young to judge, or the decision is unreachable
 		}
@@ -482,11 +482,11 @@ func (s *Server) decision(ctx context.Context, u config.User, base string, old b
 	if err != nil {
 		return ""
 	}
-	sql := createDecisionTable + "; SELECT decision FROM " + decisionTable + " WHERE gid = '" + base + "'"
+	sql := createDecisionTable + "; SELECT decision FROM " + decisionTable + " WHERE gid = " + quoteLiteral(base)
 	if old {
 		// Claim the abort unless the coordinator recorded its commit
 		// first: the primary key decides who was first.
-		sql = createDecisionTable + "; INSERT INTO " + decisionTable + " (gid, decision) VALUES ('" + base + "', 'abort') ON CONFLICT (gid) DO NOTHING; SELECT decision FROM " + decisionTable + " WHERE gid = '" + base + "'"
+		sql = createDecisionTable + "; INSERT INTO " + decisionTable + " (gid, decision) VALUES (" + quoteLiteral(base) + ", 'abort') ON CONFLICT (gid) DO NOTHING; SELECT decision FROM " + decisionTable + " WHERE gid = " + quoteLiteral(base)
 	}
 	rows, _, err := runSimple(c, sql, 10*time.Second)
 	finishSimple(p, c, err)
@@ -511,11 +511,7 @@ func (s *session) abortCrossTx() {
 	s.mu.Lock()
 	s.stopRelayLocked()
 	s.mu.Unlock()
-	f := s.crossTxLegs()
-	for _, l := range f.legs {
-		l.lost = errStateUnknown
-	}
-	f.release()
+	s.crossTxLegs().discard(errStateUnknown)
 	s.mu.Lock()
 	s.txStatus = 'I'
 	s.deferred = nil
