@@ -23,26 +23,9 @@ import (
 func crossShardSetup(t *testing.T, extra string) (*proxyProc, *pgx.Conn, []*pgcluster.Shard) {
 	t.Helper()
 	ctx := context.Background()
-	var shards []*pgcluster.Shard
-	for _, name := range []string{"s0", "s1", "s2"} {
-		sh := startShard(t, "xs"+name, 0, "scram-sha-256")
-		sh.Name = name
-		shards = append(shards, sh)
-	}
-	for _, sh := range shards {
-		c, err := pgx.Connect(ctx, sh.Primary.DSN(appUser, appPassword, appDB))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := c.Exec(ctx, shardSchema); err != nil {
-			t.Fatal(err)
-		}
-		if sh.Name == "s0" {
-			if err := sh.Primary.Exec(ctx, "CREATE DATABASE oracle OWNER "+appUser); err != nil {
-				t.Fatal(err)
-			}
-		}
-		c.Close(ctx)
+	shards := startShards(t, "xs", []string{"s0", "s1", "s2"}, 0, shardSchema)
+	if err := shards[0].Primary.Exec(ctx, "CREATE DATABASE oracle OWNER "+appUser); err != nil {
+		t.Fatal(err)
 	}
 	oracle, err := pgx.Connect(ctx, shards[0].Primary.DSN(appUser, appPassword, "oracle"))
 	if err != nil {

@@ -78,6 +78,36 @@ func startShard(t testing.TB, name string, replicas int, auth string) *pgcluster
 	return sh
 }
 
+// createSchema runs schema on the shard's primary as the app user, who
+// then owns the tables.
+func createSchema(t testing.TB, sh *pgcluster.Shard, schema string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := pgx.Connect(ctx, sh.Primary.DSN(appUser, appPassword, appDB))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(context.Background())
+	if _, err := c.Exec(ctx, schema); err != nil {
+		t.Fatalf("schema on %s: %v", sh.Name, err)
+	}
+}
+
+// startShards starts one shard per name (its pgcluster name prefix+name,
+// its map name name), each with replicas and schema created on its primary.
+func startShards(t testing.TB, prefix string, names []string, replicas int, schema string) []*pgcluster.Shard {
+	t.Helper()
+	var shards []*pgcluster.Shard
+	for _, name := range names {
+		sh := startShard(t, prefix+name, replicas, "scram-sha-256")
+		sh.Name = name
+		createSchema(t, sh, schema)
+		shards = append(shards, sh)
+	}
+	return shards
+}
+
 // proxyProc is a running shardwire process.
 type proxyProc struct {
 	cmd     *exec.Cmd

@@ -118,13 +118,7 @@ func TestReshardUnderLoad(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	var shards []*pgcluster.Shard
-	for _, name := range []string{"s0", "s1", "s2"} {
-		sh := startShard(t, "rs"+name, 0, "scram-sha-256")
-		sh.Name = name
-		createSchema(t, sh, reshardSchema)
-		shards = append(shards, sh)
-	}
+	shards := startShards(t, "rs", []string{"s0", "s1", "s2"}, 0, reshardSchema)
 	pc := proxyConfig{size: 6, shards: shards, extra: reshardTables}
 	p := startProxy(t, pc)
 	oldText, err := os.ReadFile(p.cfg)
@@ -493,13 +487,7 @@ func TestReloadTransactionKeepsMap(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	var shards []*pgcluster.Shard
-	for _, name := range []string{"s0", "s1", "s2", "s3"} {
-		sh := startShard(t, "tk"+name, 0, "scram-sha-256")
-		sh.Name = name
-		createSchema(t, sh, reshardSchema)
-		shards = append(shards, sh)
-	}
+	shards := startShards(t, "tk", []string{"s0", "s1", "s2", "s3"}, 0, reshardSchema)
 	pc := proxyConfig{size: 2, shards: shards[:3], extra: reshardTables}
 	p := startProxy(t, pc)
 	pc.shards = shards

@@ -10,8 +10,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
-
-	"github.com/shardwire/shardwire/pgcluster"
 )
 
 const shardTables = `tables:
@@ -37,22 +35,7 @@ CREATE TABLE countries (code text PRIMARY KEY, name text);
 func TestShardedPlacement(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	var shards []*pgcluster.Shard
-	for _, name := range []string{"s0", "s1", "s2"} {
-		sh := startShard(t, "shd"+name, 1, "scram-sha-256")
-		sh.Name = name
-		shards = append(shards, sh)
-	}
-	for _, sh := range shards {
-		c, err := pgx.Connect(ctx, sh.Primary.DSN(appUser, appPassword, appDB))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := c.Exec(ctx, shardSchema); err != nil {
-			t.Fatal(err)
-		}
-		c.Close(ctx)
-	}
+	shards := startShards(t, "shd", []string{"s0", "s1", "s2"}, 1, shardSchema)
 	p := startProxy(t, proxyConfig{size: 4, shards: shards, extra: shardTables})
 	c := p.connect(t)
 	const n = 2000

@@ -99,22 +99,6 @@ func locateAll(t testing.TB, cfg, table string, keys []string) []string {
 	return shards
 }
 
-// createSchema runs schema on the shard's primary as the app user, who
-// then owns the tables.
-func createSchema(t testing.TB, sh *pgcluster.Shard, schema string) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	c, err := pgx.Connect(ctx, sh.Primary.DSN(appUser, appPassword, appDB))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close(context.Background())
-	if _, err := c.Exec(ctx, schema); err != nil {
-		t.Fatalf("schema on %s: %v", sh.Name, err)
-	}
-}
-
 // opTimeout bounds one statement or batch of the load tests, so a hang
 // fails the test with the servers' state rather than at the test timeout.
 const opTimeout = 30 * time.Second
@@ -193,13 +177,7 @@ func TestShardLoad10k(t *testing.T) {
 	began := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	var shards []*pgcluster.Shard
-	for _, name := range []string{"s0", "s1", "s2"} {
-		sh := startShard(t, "ld"+name, 1, "scram-sha-256")
-		sh.Name = name
-		createSchema(t, sh, loadSchema)
-		shards = append(shards, sh)
-	}
+	shards := startShards(t, "ld", []string{"s0", "s1", "s2"}, 1, loadSchema)
 	p := startProxy(t, proxyConfig{size: 8, shards: shards, extra: loadTables})
 	psql, pgbench := tool(t, "psql"), tool(t, "pgbench")
 
