@@ -586,12 +586,7 @@ func (kw *keyWalker) selectStmt(sel *pg_query.SelectStmt, parent *kscope) {
 	for _, f := range sel.FromClause {
 		kw.fromItem(f, sc)
 	}
-	if sel.WhereClause != nil {
-		if f := kw.formula(sel.WhereClause, sc); f != nil {
-			sc.where = append(sc.where, f)
-		}
-		kw.genericNode(sel.WhereClause, sc)
-	}
+	kw.where(sel.WhereClause, sc)
 	for _, l := range sel.ValuesLists {
 		kw.genericNode(l, sc)
 	}
@@ -822,17 +817,24 @@ func (kw *keyWalker) updateStmt(up *pg_query.UpdateStmt, parent *kscope) {
 	for _, f := range up.FromClause {
 		kw.fromItem(f, sc)
 	}
-	if up.WhereClause != nil {
-		if f := kw.formula(up.WhereClause, sc); f != nil {
-			sc.where = append(sc.where, f)
-		}
-		kw.genericNode(up.WhereClause, sc)
-	}
+	kw.where(up.WhereClause, sc)
 	if rel := sc.items[item].rel; rel >= 0 {
 		kw.rels[rel].sets = kw.sets(up.TargetList, sc, item, false)
 	}
 	kw.genericList(up.TargetList, sc)
 	kw.genericList(up.ReturningList, sc)
+}
+
+// where records a WHERE clause's key conditions in sc and walks it for
+// the rest (subqueries, functions); nil is no clause.
+func (kw *keyWalker) where(clause *pg_query.Node, sc *kscope) {
+	if clause == nil {
+		return
+	}
+	if f := kw.formula(clause, sc); f != nil {
+		sc.where = append(sc.where, f)
+	}
+	kw.genericNode(clause, sc)
 }
 
 func (kw *keyWalker) deleteStmt(del *pg_query.DeleteStmt, parent *kscope) {
@@ -845,12 +847,7 @@ func (kw *keyWalker) deleteStmt(del *pg_query.DeleteStmt, parent *kscope) {
 	for _, f := range del.UsingClause {
 		kw.fromItem(f, sc)
 	}
-	if del.WhereClause != nil {
-		if f := kw.formula(del.WhereClause, sc); f != nil {
-			sc.where = append(sc.where, f)
-		}
-		kw.genericNode(del.WhereClause, sc)
-	}
+	kw.where(del.WhereClause, sc)
 	kw.genericList(del.ReturningList, sc)
 }
 
