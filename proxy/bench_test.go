@@ -1,7 +1,9 @@
 package proxy
 
 import (
+	"bufio"
 	"encoding/binary"
+	"io"
 	"testing"
 )
 
@@ -13,14 +15,7 @@ func BenchmarkForwardSimpleQuery(b *testing.B) {
 	client, r := startTestClient(b, srv)
 	defer client.Close()
 	q := appendQuery(nil, "SELECT abalance FROM pgbench_accounts WHERE aid = 12345")
-	b.ReportAllocs()
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		if _, err := client.Write(q); err != nil {
-			b.Fatal(err)
-		}
-		readUntilReady(b, r)
-	}
+	benchRoundTrips(b, client, r, q)
 }
 
 // BenchmarkForwardPreparedStatement measures Bind/Execute/Sync of a named
@@ -49,14 +44,7 @@ func BenchmarkForwardPreparedStatement(b *testing.B) {
 	msg = finishFrame(msg, start)
 	msg = append(msg, 'E', 0, 0, 0, 9, 0, 0, 0, 0, 0)
 	msg = append(msg, 'S', 0, 0, 0, 4)
-	b.ReportAllocs()
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		if _, err := client.Write(msg); err != nil {
-			b.Fatal(err)
-		}
-		readUntilReady(b, r)
-	}
+	benchRoundTrips(b, client, r, msg)
 }
 
 // BenchmarkForwardExtendedQuery measures libpq's PQexecParams shape (pgbench
@@ -78,6 +66,12 @@ func BenchmarkForwardExtendedQuery(b *testing.B) {
 	msg = append(msg, 'D', 0, 0, 0, 6, 'P', 0)
 	msg = append(msg, 'E', 0, 0, 0, 9, 0, 0, 0, 0, 0)
 	msg = append(msg, 'S', 0, 0, 0, 4)
+	benchRoundTrips(b, client, r, msg)
+}
+
+// benchRoundTrips times b.N writes of msg, each followed by reading up to
+// ReadyForQuery.
+func benchRoundTrips(b *testing.B, client io.Writer, r *bufio.Reader, msg []byte) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
