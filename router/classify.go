@@ -68,6 +68,10 @@ type Analysis struct {
 	// keys are where each statement fixes columns to values, for Route;
 	// nil when the statement was not parsed.
 	keys *keyInfo
+	// litKinds are the kinds of the literals keys was built from: the
+	// parse tree, and so keys, depend on them (-5 is a constant, - '5' an
+	// expression; B'0' a bit string), while the shape does not keep them.
+	litKinds []LiteralKind
 	// literals is the number of literals (placeholders) in Shape.
 	literals int
 	// unroutable is why Route cannot decide for a statement that was not
@@ -78,7 +82,7 @@ type Analysis struct {
 
 // cost estimates the bytes an Analysis holds in the cache.
 func (a *Analysis) cost() int64 {
-	n := int64(entryOverhead + len(a.Shape) + len(a.Reason))
+	n := int64(entryOverhead + len(a.Shape) + len(a.Reason) + len(a.litKinds))
 	for _, t := range a.Tables {
 		n += int64(len(t.Schema)+len(t.Name)) + 40
 	}
@@ -180,7 +184,13 @@ func (a *Analyzer) ClassifyWith(s *Scratch, sql string) *Analysis {
 	}
 	h := maphash.Bytes(a.seed, s.shape)
 	if an := a.cache.get(h, s.shape); an != nil {
-		return an
+		if an.keys == nil || sameKinds(an.litKinds, s.lits) {
+			return an
+		}
+		// Same shape, other literal kinds: analyse this text on its own
+		// (uncached, the resident entry stays).
+		a.misses.Add(1)
+		return a.analyze(string(s.shape), sql, s.lits)
 	}
 	a.misses.Add(1)
 	an := a.analyze(string(s.shape), sql, s.lits)
@@ -188,6 +198,19 @@ func (a *Analyzer) ClassifyWith(s *Scratch, sql string) *Analysis {
 		return an
 	}
 	return a.cache.add(h, an)
+}
+
+// sameKinds reports whether lits have the kinds an analysis was built from.
+func sameKinds(kinds []LiteralKind, lits []Literal) bool {
+	if len(kinds) != len(lits) {
+		return false
+	}
+	for i, l := range lits {
+		if kinds[i] != l.Kind {
+			return false
+		}
+	}
+	return true
 }
 
 // cacheable reports whether an holds for every statement of its shape.
@@ -258,6 +281,10 @@ func (a *Analyzer) analyze(shape, sql string, lits []Literal) (an *Analysis) {
 		kw.statement(raw.Stmt)
 	}
 	an.keys = &kw.info
+	an.litKinds = make([]LiteralKind, len(lits))
+	for i, l := range lits {
+		an.litKinds[i] = l.Kind
+	}
 	an.Statements = len(res.Stmts)
 	an.Tables = w.result()
 	an.Functions = w.functions

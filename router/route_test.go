@@ -912,3 +912,29 @@ func TestKeyAnalysisCost(t *testing.T) {
 		t.Errorf("chain of 50 equalities to 1: %v, %v; want s1 (orders and customers key 1)", r, err)
 	}
 }
+
+// TestCacheKeepsLiteralKinds: statements of one shape whose literals are
+// of other kinds parse differently (-5 is a constant, - '5' an expression;
+// B'1' a bit string), so one's key analysis must not serve the other.
+func TestCacheKeepsLiteralKinds(t *testing.T) {
+	t.Parallel()
+	spec, _ := testMaps(t)
+	a := NewAnalyzer(Config{})
+	route := func(sql string) error {
+		an, lits := a.Prepare(sql)
+		_, err := a.Route(an, sql, lits, nil, spec, RouteOptions{})
+		return err
+	}
+	for _, first := range []string{
+		"INSERT INTO orders (customer_id, note) VALUES (- '5', 'x')",
+		"INSERT INTO orders (customer_id, note) VALUES (B'1', 'x')",
+	} {
+		_ = route(first) // refused or not: it must not decide for the next one
+		if err := route("INSERT INTO orders (customer_id, note) VALUES (-5, 'x')"); err != nil {
+			t.Errorf("after %q, a literal key was refused: %v", first, err)
+		}
+	}
+	if err := route("INSERT INTO orders (customer_id, note) VALUES (- '5', 'x')"); err == nil {
+		t.Error("after -5, an expression key was accepted")
+	}
+}
