@@ -17,6 +17,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -542,5 +543,85 @@ func TestClientIdleTimeout(t *testing.T) {
 	fresh := p.connect(t)
 	if _, err := fresh.Exec(ctx, "SELECT 1"); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestIdleClientsParked: clients idle between transactions hold no goroutine
+// of their own (the idle waiter watches their sockets), every one of them
+// wakes with its own session state when it sends again, all at once, and one
+// that hangs up while parked is forgotten.
+func TestIdleClientsParked(t *testing.T) {
+	t.Parallel()
+	sh := startShard(t, "park", 0, "scram-sha-256")
+	p := startProxy(t, proxyConfig{shards: []*pgcluster.Shard{sh}, size: 4})
+	ctx := context.Background()
+	const n = 300
+	conns := make([]*pgx.Conn, n)
+	for i := range conns {
+		conns[i] = p.connect(t)
+		if _, err := conns[i].Exec(ctx, fmt.Sprintf("SET application_name = 'park%d'", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Parked clients have no goroutine; the proxy keeps at most 128 idle
+	// workers and a few of its own. A client whose last reply was slow
+	// waits on its own goroutine for up to 100ms before parking.
+	metrics := "http://" + p.admin + "/metrics"
+	var body string
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		_, body = httpGet(t, metrics)
+		g := metricValue(t, body, "go_goroutines")
+		if g > 0 && g < n-100 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%v goroutines with %d idle clients: idle clients are not parked", g, n)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	for round := 0; round < 3; round++ {
+		var wg sync.WaitGroup
+		errs := make(chan error, n)
+		for i, c := range conns {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				var name string
+				if err := c.QueryRow(ctx, "SELECT current_setting('application_name')").Scan(&name); err != nil {
+					errs <- fmt.Errorf("client %d: %w", i, err)
+				} else if want := fmt.Sprintf("park%d", i); name != want {
+					errs <- fmt.Errorf("client %d sees application_name %q, want %q", i, name, want)
+				}
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Error(err)
+		}
+		if t.Failed() {
+			t.FailNow()
+		}
+	}
+	// Hang up half of them while they are parked.
+	for _, c := range conns[:n/2] {
+		if err := c.PgConn().Conn().Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, body = httpGet(t, metrics)
+		if v := metricValue(t, body, "shardwire_client_connections"); v == n-n/2 {
+			break
+		} else if time.Now().After(deadline) {
+			t.Fatalf("shardwire_client_connections = %v after %d of %d parked clients hung up", v, n/2, n)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	for _, c := range conns[n/2:] {
+		if _, err := c.Exec(ctx, "SELECT 1"); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

@@ -2,14 +2,26 @@
 // (SCRAM-SHA-256, md5, trust), and every message of the simple and extended
 // protocols, relayed to server connections borrowed from package pool.
 //
-// # One session, two goroutines
+// # One session, at most two goroutines, none while idle
 //
-// Each client has one goroutine that reads the client and writes to the
-// attached server connection. While a server connection is attached, a
-// second goroutine relays what the server sends. Both share the session's
-// state under one mutex; socket I/O never happens under it, so a slow client
-// cannot block the server side or the reverse (large pipelines cannot
-// deadlock).
+// A busy client has one goroutine that reads the client and writes to the
+// attached server connection; it reads the server's replies itself after
+// each flush point. A second goroutine relays what the server sends when
+// replies must flow while the client is read: slow statements (no reply
+// within 5 ms), large pipelines, pinned connections and session mode. Both
+// share the session's state under one mutex; socket I/O never happens under
+// it, so a slow client cannot block the server side or the reverse (large
+// pipelines cannot deadlock).
+//
+// A client idle between transactions has no goroutine at all: the session
+// is parked with the idle waiter (idle_linux.go), one epoll instance that
+// watches every parked client's socket and is itself waited on through Go's
+// netpoller. When the socket turns readable (a query, or a hang-up) the
+// session is handed to a worker: a goroutine that served a session before,
+// so its stack has already grown. A parking session lends its reusable
+// buffers to that worker, so a parked client holds about 1.5 KiB (session
+// state and socket). Only plain sockets on Linux are parked; TLS clients
+// and other systems wait on their own goroutine with a 256-byte buffer.
 //
 // # Transaction pooling
 //

@@ -110,6 +110,32 @@ func newTestServer(tb testing.TB, mode string) (*Server, *config.Config) {
 func startTestClient(tb testing.TB, srv *Server) (net.Conn, *bufio.Reader) {
 	tb.Helper()
 	client, proxySide := net.Pipe()
+	return loginTestClient(tb, srv, client, proxySide)
+}
+
+// startTCPTestClient is startTestClient over a loopback socket, which the
+// idle waiter can watch (a pipe it cannot).
+func startTCPTestClient(tb testing.TB, srv *Server) (net.Conn, *bufio.Reader) {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer ln.Close()
+	client, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { client.Close() })
+	proxySide, err := ln.Accept()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return loginTestClient(tb, srv, client, proxySide)
+}
+
+func loginTestClient(tb testing.TB, srv *Server, client, proxySide net.Conn) (net.Conn, *bufio.Reader) {
+	tb.Helper()
 	srv.wg.Add(1)
 	go srv.serveConn(proxySide)
 	startup := []byte{0, 0, 0, 0, 0, 3, 0, 0}

@@ -69,6 +69,9 @@ type Server struct {
 	instance string
 	txSeq    atomic.Uint64
 	inflight sync.Map
+	// idle parks clients between transactions without a goroutine (nil
+	// where it cannot: each client then waits on its own).
+	idle *idleWaiter
 }
 
 type poolKey struct{ addr, user string }
@@ -97,6 +100,9 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 			return nil, fmt.Errorf("load tls certificate: %w", err)
 		}
 		s.tlsConf = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	if s.idle, err = newIdleWaiter(s); err != nil {
+		log.Warn("idle clients will each keep a goroutine", "err", err)
 	}
 	return s, nil
 }
@@ -129,12 +135,27 @@ func (s *Server) Serve(ln net.Listener) error {
 }
 
 // serveConn runs one client connection; a panic ends only this connection.
+// The goroutine then serves other sessions as a worker while there is work.
 func (s *Server) serveConn(conn net.Conn) {
-	defer s.wg.Done()
+	if sess := s.accept(conn); sess != nil {
+		s.work(sess, false)
+	}
+}
+
+// accept runs a new connection's startup: it returns the session to serve,
+// or nil when the connection has ended (admin console, cancel request,
+// refusal). A session says Done to s.wg when it ends; accept says it for
+// the rest.
+func (s *Server) accept(conn net.Conn) (served *session) {
+	ended := false // the session ended here, and said Done itself
 	defer func() {
 		if r := recover(); r != nil {
 			s.log.Error("panic serving client; connection closed", "panic", r, "stack", string(debug.Stack()))
 			_ = conn.Close()
+			served = nil
+		}
+		if served == nil && !ended {
+			s.wg.Done()
 		}
 	}()
 	if tc, ok := conn.(*net.TCPConn); ok {
@@ -149,7 +170,7 @@ func (s *Server) serveConn(conn net.Conn) {
 		_ = cc.Conn.SetDeadline(time.Time{})
 		admin.a.run()
 		s.clients.Add(-1)
-		return
+		return nil
 	}
 	if err != nil {
 		if ce := asClientError(err); ce != nil {
@@ -157,22 +178,48 @@ func (s *Server) serveConn(conn net.Conn) {
 		}
 		s.log.Debug("client handshake ended", "remote", conn.RemoteAddr().String(), "err", err)
 		_ = cc.Close()
-		return
+		return nil
 	}
 	if sess == nil { // a cancel request
 		_ = cc.Close()
-		return
+		return nil
 	}
 	_ = cc.Conn.SetDeadline(time.Time{})
 	if s.draining.Load() {
 		sess.sendFatal(&clientError{fatal: true, code: codeAdminShutdown, msg: "shardwire is shutting down"})
+		ended = true
 		sess.close()
-		return
+		return nil
 	}
+	sess.fd = socketFD(cc.Conn)
 	if s.log.Enabled(context.Background(), slog.LevelDebug) {
 		sess.logger().Debug("client connected")
 	}
-	sess.run()
+	return sess
+}
+
+// work serves sess, then, as a worker of the idle waiter, whatever session
+// wakes next, until no session needs it.
+func (s *Server) work(sess *session, woken bool) {
+	var bufs sessionScratch
+	for sess != nil {
+		s.serveSession(sess, woken, &bufs)
+		sess, woken = s.idle.next(), true
+	}
+}
+
+// serveSession runs sess until it ends or parks; a panic ends only sess.
+func (s *Server) serveSession(sess *session, woken bool, bufs *sessionScratch) {
+	defer func() {
+		if r := recover(); r != nil {
+			s.log.Error("panic serving client; connection closed", "panic", r, "stack", string(debug.Stack()))
+			_ = sess.client.Close()
+			sess.end()
+		}
+	}()
+	if sess.run(woken, bufs) {
+		return
+	}
 	if s.log.Enabled(context.Background(), slog.LevelDebug) {
 		sess.logger().Debug("client disconnected", "duration", time.Since(sess.started))
 	}
@@ -268,7 +315,7 @@ func (s *Server) handshake(cc *clientConn) (*session, error) {
 	serverParams, err := p.ServerParams(pctx)
 	pcancel()
 	if err != nil {
-		s.unregister(sess)
+		s.forget(sess)
 		return nil, &clientError{fatal: true, code: codeConnectionFailure, msg: fmt.Sprintf("could not connect to the database server: %v", err)}
 	}
 	out := appendAuth(nil, authOK, nil)
@@ -295,7 +342,7 @@ func (s *Server) handshake(cc *clientConn) (*session, error) {
 	out = appendBackendKeyData(out, sess.pid, sess.secret)
 	out = appendReady(out, 'I')
 	if err := cc.send(out); err != nil {
-		s.unregister(sess)
+		s.forget(sess)
 		return nil, err
 	}
 	ok = true
@@ -315,6 +362,16 @@ func (s *Server) register(sess *session) {
 			return
 		}
 	}
+}
+
+// forget drops a session that failed at login; the caller still counts it
+// as a client and stops counting it itself.
+func (s *Server) forget(sess *session) {
+	s.sessionsMu.Lock()
+	if s.sessions[sess.pid] == sess {
+		delete(s.sessions, sess.pid)
+	}
+	s.sessionsMu.Unlock()
 }
 
 func (s *Server) unregister(sess *session) {
@@ -499,6 +556,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.lnMu.Unlock()
 	// Wake clients idle between transactions; busy ones are woken when
 	// their server connection is released.
+	s.idle.wakeAll()
 	s.sessionsMu.Lock()
 	for _, sess := range s.sessions {
 		sess.mu.Lock()
@@ -526,6 +584,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.sessionsMu.Unlock()
 		<-done
 	}
+	s.idle.close()
 	s.poolsMu.Lock()
 	for _, p := range s.pools {
 		p.Close()

@@ -80,6 +80,9 @@ type session struct {
 	server *pool.Conn
 	pool   *pool.Pool
 	relay  sync.WaitGroup // the serverLoop goroutine of the attached connection
+	// relayLive counts serverLoop goroutines not yet returned: one that
+	// has released its connection still flushes the client afterwards.
+	relayLive atomic.Int32
 	// relayRunning: a serverLoop goroutine reads the attached connection.
 	// Without one, the client goroutine reads the replies itself after
 	// each flush point (the common, cheaper case in transaction mode).
@@ -118,9 +121,8 @@ type session struct {
 	shardSetting string        // SET shardwire.shard
 	keySetting   string        // SET shardwire.key
 	hasKey       bool
-	scratch      router.Scratch
-	bindScratch  router.BindParams // a Bind's parameters while it is routed
-	unnamedStmt  *preparedStmt     // the unnamed statement's analysis
+	ws           *sessionScratch // the running goroutine's (nil while parked)
+	unnamedStmt  *preparedStmt   // the unnamed statement's analysis
 	ryw          []rywMark
 	deferred     []string // BEGIN (and SET TRANSACTION …) held until the first statement
 	deferredRO   bool     // the deferred transaction is READ ONLY
@@ -156,10 +158,6 @@ type session struct {
 	retryQuery []byte
 	retryDesc  []byte
 	replayDesc []byte
-	// retryBuf and retryDescBuf keep the storage of retryQuery and
-	// retryDesc across queries (they are set for every read on a fresh
-	// connection); retryElsewhere takes them over. Guarded by mu.
-	retryBuf, retryDescBuf []byte
 
 	writeMu sync.Mutex // serialises writes to the client socket
 
@@ -176,45 +174,215 @@ type session struct {
 	// Owned by the client goroutine.
 	srvOut     []byte
 	clientSkip bool // a locally raised error: ignore messages until Sync
+
+	// The idle waiter's: the client socket's descriptor (-1: not one it
+	// can watch), whether epoll has it registered, and since when the
+	// client idles parked (unix nanoseconds; 0: not parked).
+	fd        int32
+	armed     bool
+	idleSince int64
+	ended     atomic.Bool
 }
 
-// run serves the client until it leaves or the proxy shuts it down.
-func (s *session) run() {
-	defer s.close()
+// run serves the client until it leaves (false), or until it idles between
+// transactions and the idle waiter takes it (true): the waiter resumes it
+// later, on whichever worker goroutine is free, with woken set.
+func (s *session) run(woken bool, bufs *sessionScratch) (parked bool) {
+	defer func() {
+		if !parked {
+			s.close()
+		}
+	}()
+	s.ws = bufs
+	if woken {
+		s.borrowBuffers(bufs)
+	}
 	// A new client idles until its first query: no buffer meanwhile.
 	s.client.releaseReader()
 	for {
-		if s.client.r == nil && !s.awaitClient() {
-			return
+		if s.client.r == nil {
+			retry := false
+			if !woken {
+				var can bool
+				can, retry = s.parkable()
+				if can && s.park(bufs) {
+					return true
+				}
+			}
+			ready := woken
+			woken = false
+			switch s.awaitClient(ready, retry) {
+			case awaitFailed:
+				return false
+			case awaitRetry:
+				continue
+			}
 		}
 		if !s.serve() {
-			return
+			return false
 		}
 	}
 }
 
-// awaitClient blocks until an idle client sends again. It runs from a
-// shallow, small frame so that the goroutine stacks of idle clients shrink
-// to the minimum at the next garbage collection.
-//
-//go:noinline
-func (s *session) awaitClient() bool {
-	idle := s.srv.config().Limits.ClientIdleTimeout
-	if idle > 0 {
-		_ = s.client.SetReadDeadline(time.Now().Add(idle))
-		if s.srv.draining.Load() {
-			// Shutdown's wake-up must not be pushed back.
-			_ = s.client.SetReadDeadline(time.Now())
+// sessionScratch holds what a session needs only while a goroutine runs it:
+// the buffers it reuses from one transaction to the next (a parking session
+// lends them to its worker goroutine, and the session the worker runs next
+// borrows them) and its scratch space (used through session.ws). So a
+// parked client holds none of it.
+type sessionScratch struct {
+	out, spare, srvOut []byte
+	slots              []slot
+
+	scratch     router.Scratch
+	bindScratch router.BindParams // a Bind's parameters while it is routed
+	// retryBuf and retryDescBuf keep the storage of retryQuery and
+	// retryDesc across queries (they are set for every read on a fresh
+	// connection); retryElsewhere takes them over. Guarded by mu.
+	retryBuf, retryDescBuf []byte
+}
+
+// park lends the session's buffers to its worker and parks the session; on
+// true the caller must not touch s again.
+func (s *session) park(bufs *sessionScratch) bool {
+	if s.idleSince == 0 {
+		s.idleSince = time.Now().UnixNano()
+	}
+	s.lendBuffers(bufs)
+	s.ws = nil
+	if s.srv.idle.park(s) {
+		return true
+	}
+	s.ws = bufs
+	s.borrowBuffers(bufs)
+	return false
+}
+
+// lendBuffers moves the session's reusable buffers to bufs (where bufs has
+// none of its own). Only a detached session's goroutine calls it.
+func (s *session) lendBuffers(bufs *sessionScratch) {
+	lend := func(dst, src *[]byte) {
+		if *dst == nil {
+			*dst = (*src)[:0]
+		}
+		*src = nil
+	}
+	s.mu.Lock()
+	lend(&bufs.out, &s.out)
+	lend(&bufs.spare, &s.spare)
+	if bufs.slots == nil {
+		clear(s.slots[:cap(s.slots)])
+		bufs.slots = s.slots[:0]
+	}
+	s.slots, s.head = nil, 0
+	s.retryQuery, s.retryDesc = nil, nil
+	s.mu.Unlock()
+	lend(&bufs.srvOut, &s.srvOut)
+}
+
+// borrowBuffers takes the worker's buffers for the session where it has none.
+func (s *session) borrowBuffers(bufs *sessionScratch) {
+	borrow := func(dst, src *[]byte) {
+		if *dst == nil {
+			*dst, *src = *src, nil
 		}
 	}
-	if err := s.client.awaitFirstByte(); err != nil {
-		s.readFailed(err)
-		return false
+	s.mu.Lock()
+	borrow(&s.out, &bufs.out)
+	borrow(&s.spare, &bufs.spare)
+	if s.slots == nil {
+		s.slots, bufs.slots = bufs.slots, nil
 	}
-	if idle > 0 {
+	s.mu.Unlock()
+	borrow(&s.srvOut, &bufs.srvOut)
+}
+
+// parkable reports whether the idle waiter may take the session: no server
+// connection attached and no relay goroutine left, so nothing else can
+// write to or close the client while it is parked, and no reply owed to the
+// client. transient says that what prevents it will pass by itself (a
+// reply on its way in transaction mode), so parking is worth trying again.
+func (s *session) parkable() (ok, transient bool) {
+	if s.srv.idle == nil || s.fd < 0 {
+		return false, false
+	}
+	for i := 0; ; i++ {
+		live := s.relayLive.Load() != 0
+		s.mu.Lock()
+		ok = s.server == nil && !s.relayRunning && s.queueEmpty() && len(s.out) == 0
+		transient = s.txnMode && s.pinned == ""
+		s.mu.Unlock()
+		if !ok {
+			return false, transient
+		}
+		if !live {
+			return true, false
+		}
+		// A relay goroutine that released its connection still returns
+		// it to the pool and flushes the client: microseconds, unless the
+		// client does not read. Wait for that briefly.
+		if i == 50 {
+			return false, transient
+		}
+		time.Sleep(20 * time.Microsecond)
+	}
+}
+
+// parkRetry is how long a client that could not be parked only because its
+// last reply was still on its way waits on its own goroutine before the
+// session tries again.
+const parkRetry = 100 * time.Millisecond
+
+type awaitResult uint8
+
+const (
+	awaitOK     awaitResult = iota // the client sent: its bytes are buffered
+	awaitFailed                    // the client is gone or timed out (told)
+	awaitRetry                     // nothing yet: try parking again
+)
+
+// awaitClient blocks until an idle client sends again (at once, ready, when
+// the idle waiter has just seen its socket readable). With retry it gives
+// up after parkRetry so that the caller can park the session.
+//
+//go:noinline
+func (s *session) awaitClient(ready, retry bool) awaitResult {
+	var deadline time.Time
+	if idle := s.srv.config().Limits.ClientIdleTimeout; idle > 0 {
+		// Idle time counts from when the client went idle, parked or not.
+		if s.idleSince == 0 {
+			s.idleSince = time.Now().UnixNano()
+		}
+		deadline = time.Unix(0, s.idleSince).Add(idle)
+	}
+	if retry {
+		if d := time.Now().Add(parkRetry); deadline.IsZero() || d.Before(deadline) {
+			deadline = d
+		} else {
+			retry = false
+		}
+	}
+	if !deadline.IsZero() {
+		_ = s.client.SetReadDeadline(deadline)
+	}
+	if s.srv.draining.Load() {
+		// Shutdown's wake-up must not be pushed back.
+		_ = s.client.SetReadDeadline(time.Now())
+		retry = false
+	}
+	err := s.client.awaitFirstByte(ready)
+	if !deadline.IsZero() {
 		_ = s.client.SetReadDeadline(time.Time{})
 	}
-	return true
+	if err != nil {
+		var ne net.Error
+		if retry && errors.As(err, &ne) && ne.Timeout() && !s.srv.draining.Load() {
+			return awaitRetry
+		}
+		s.readFailed(err)
+		return awaitFailed
+	}
+	s.idleSince = 0
+	return awaitOK
 }
 
 // serve handles client messages until the client idles between
@@ -538,6 +706,7 @@ func (s *session) startRelayLocked() {
 	}
 	s.relayRunning = true
 	s.relay.Add(1)
+	s.relayLive.Add(1)
 	go s.serverLoop(s.server, s.pool)
 }
 
@@ -681,9 +850,9 @@ func (s *session) handleQuery(typ byte, body []byte) error {
 			return s.multiFailure(err, true)
 		}
 	}
-	an := s.srv.analyzer.ClassifyWith(&s.scratch, sql)
+	an := s.srv.analyzer.ClassifyWith(&s.ws.scratch, sql)
 	req := routeRequest{hint: info.hints.Role, read: an.Class.IsRead()}
-	shard, multi, err := s.route(an, sql, s.scratch.Literals(), nil, info.hints)
+	shard, multi, err := s.route(an, sql, s.ws.scratch.Literals(), nil, info.hints)
 	if (err != nil || multi != nil) && info.single && info.stmt.Command == router.CmdCopy {
 		// COPY … TO STDOUT of a sharded table, or of a query across
 		// shards: gathered from every shard.
@@ -712,8 +881,8 @@ func (s *session) handleQuery(typ byte, body []byte) error {
 	}
 	s.push(sl)
 	if s.freshAttach && req.read && !s.attachWrite && s.txStatus == 'I' && eff == nil {
-		s.retryQuery = appendFrame(s.retryBuf[:0], typ, body)
-		s.retryBuf = s.retryQuery
+		s.retryQuery = appendFrame(s.ws.retryBuf[:0], typ, body)
+		s.ws.retryBuf = s.retryQuery
 		s.retryDesc, s.replayDesc = nil, nil
 	}
 	s.mu.Unlock()
@@ -1022,7 +1191,7 @@ func (s *session) bindRoute(st *preparedStmt, bind []byte) (shard string, multi 
 	}
 	// The parameters are needed only while routing: parse them into the
 	// session's scratch instead of allocating per Bind.
-	params := &s.bindScratch
+	params := &s.ws.bindScratch
 	err = parseBindParamsInto(params, bind, st.types)
 	if err == nil {
 		shard, multi, err = s.route(st.an, st.query, st.lits, params, st.hints)
@@ -1475,6 +1644,7 @@ func (s *session) flushClient() error {
 // released, lost, or the session ends.
 func (s *session) serverLoop(c *pool.Conn, p *pool.Pool) {
 	defer s.relay.Done()
+	defer s.relayLive.Add(-1)
 	fr := frameReader{r: c.Reader, max: 1 << 30}
 	for {
 		typ, body, err := fr.next()
@@ -1551,7 +1721,7 @@ func (s *session) retryElsewhere(c *pool.Conn, p *pool.Pool, cause error) (*pool
 	q, desc := s.retryQuery, s.retryDesc
 	s.retryQuery, s.retryDesc = nil, nil
 	// q and desc are ours now: later queries get new buffers.
-	s.retryBuf, s.retryDescBuf = nil, nil
+	s.ws.retryBuf, s.ws.retryDescBuf = nil, nil
 	if q == nil || s.closing || s.server != c || s.txStatus != 'I' {
 		s.mu.Unlock()
 		return nil, nil
@@ -1713,8 +1883,8 @@ func (s *session) onServerMessage(typ byte, body []byte) bool {
 			s.replayDesc = nil
 			return false
 		case typ == 'T' && s.retryQuery != nil && s.retryDesc == nil && sl.kind == slotQuery:
-			s.retryDesc = append(s.retryDescBuf[:0], body...)
-			s.retryDescBuf = s.retryDesc
+			s.retryDesc = append(s.ws.retryDescBuf[:0], body...)
+			s.ws.retryDescBuf = s.retryDesc
 		default:
 			s.retryQuery, s.retryDesc = nil, nil
 		}
@@ -1943,7 +2113,15 @@ func (s *session) close() {
 		}
 	}
 	_ = s.client.Close()
-	s.srv.unregister(s)
+	s.end()
+}
+
+// end forgets the session once, whichever way it ended.
+func (s *session) end() {
+	if s.ended.CompareAndSwap(false, true) {
+		s.srv.unregister(s)
+		s.srv.wg.Done()
+	}
 }
 
 // resetServer runs DISCARD ALL on an idle connection before another client

@@ -30,9 +30,11 @@ type clientConn struct {
 	net.Conn
 	r  *bufio.Reader // nil while released
 	fr frameReader
-	// first receives an idle client's next bytes; a small message (most
-	// queries) arrives whole in it, so waking up costs one read.
-	first [256]byte
+	// first receives the next bytes of an idle client that waits on its
+	// own goroutine; a small message (most queries) arrives whole in it,
+	// so waking up costs one read. Allocated when first needed: a client
+	// parked by the idle waiter never needs it.
+	first *[256]byte
 	pre   prefixReader
 }
 
@@ -94,16 +96,29 @@ func (c *clientConn) send(b []byte) error {
 
 func (c *clientConn) read() (byte, []byte, error) {
 	if c.r == nil {
-		if err := c.awaitFirstByte(); err != nil {
+		if err := c.awaitFirstByte(false); err != nil {
 			return 0, nil, err
 		}
 	}
 	return c.fr.next()
 }
 
-// awaitFirstByte waits, without the big buffer, for an idle client's next
-// bytes, then takes a buffer from the pool.
-func (c *clientConn) awaitFirstByte() error {
+// awaitFirstByte waits for an idle client's next bytes and takes a read
+// buffer from the pool for them. ready says the socket was just seen
+// readable: the bytes go straight into the pooled buffer. Otherwise the wait
+// happens in a small buffer, so that the client holds no big one meanwhile.
+func (c *clientConn) awaitFirstByte(ready bool) error {
+	if ready {
+		c.acquireReader(nil)
+		if _, err := c.r.Peek(1); err != nil {
+			c.releaseReader()
+			return err
+		}
+		return nil
+	}
+	if c.first == nil {
+		c.first = new([256]byte)
+	}
 	n, err := c.Conn.Read(c.first[:])
 	if n == 0 {
 		if err == nil {
