@@ -138,14 +138,7 @@ func loginTestClient(tb testing.TB, srv *Server, client, proxySide net.Conn) (ne
 	tb.Helper()
 	srv.wg.Add(1)
 	go srv.serveConn(proxySide)
-	startup := []byte{0, 0, 0, 0, 0, 3, 0, 0}
-	for _, s := range []string{"user", "app", "database", "app"} {
-		startup = append(startup, s...)
-		startup = append(startup, 0)
-	}
-	startup = append(startup, 0)
-	binary.BigEndian.PutUint32(startup, uint32(len(startup)))
-	if _, err := client.Write(startup); err != nil {
+	if _, err := client.Write(startupPacket(3<<16, "user", "app", "database", "app")); err != nil {
 		tb.Fatal(err)
 	}
 	r := bufio.NewReader(client)

@@ -7,11 +7,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"io"
 	"net"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/shardwire/shardwire/pool"
 )
 
 func (w *idleWaiter) parkedCount() int {
@@ -171,4 +174,33 @@ func (b *bufioReader) fatalCode(t *testing.T) string {
 	}
 	t.Fatal("ErrorResponse without SQLSTATE")
 	return ""
+}
+
+// TestLoginServerDownCountsOnce: a login refused because the server cannot
+// be reached leaves the client count where it was (it was once taken off
+// twice, which let max_clients be exceeded afterwards).
+func TestLoginServerDownCountsOnce(t *testing.T) {
+	t.Parallel()
+	srv, _ := newTestServer(t, "transaction")
+	srv.connect = func(context.Context, string) (net.Conn, pool.ServerInfo, error) {
+		return nil, pool.ServerInfo{}, errors.New("connection refused")
+	}
+	for i := 0; i < 3; i++ {
+		client, proxySide := net.Pipe()
+		srv.wg.Add(1)
+		go srv.serveConn(proxySide)
+		if _, err := client.Write(startupPacket(3<<16, "user", "app", "database", "app")); err != nil {
+			t.Fatal(err)
+		}
+		_ = client.SetReadDeadline(time.Now().Add(10 * time.Second))
+		r := &bufioReader{bufio.NewReader(client)}
+		if code := r.fatalCode(t); code != codeConnectionFailure {
+			t.Fatalf("SQLSTATE %q, want %s", code, codeConnectionFailure)
+		}
+		client.Close()
+	}
+	waitFor(t, "the refused logins' goroutines done", func() bool { return srv.Clients() <= 0 })
+	if n := srv.Clients(); n != 0 {
+		t.Fatalf("client count %d after three refused logins, want 0", n)
+	}
 }
