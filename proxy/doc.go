@@ -13,15 +13,18 @@
 // it, so a slow client cannot block the server side or the reverse (large
 // pipelines cannot deadlock).
 //
-// A client idle between transactions has no goroutine at all: the session
-// is parked with the idle waiter (idle_linux.go), one epoll instance that
-// watches every parked client's socket and is itself waited on through Go's
-// netpoller. When the socket turns readable (a query, or a hang-up) the
-// session is handed to a worker: a goroutine that served a session before,
-// so its stack has already grown. A parking session lends its reusable
-// buffers to that worker, so a parked client holds about 1.5 KiB (session
-// state and socket). Only plain sockets on Linux are parked; TLS clients
-// and other systems wait on their own goroutine with a 256-byte buffer.
+// A client idle between transactions ends up with no goroutine at all. It
+// first waits on its own goroutine, which costs nothing per transaction;
+// the idle waiter (idle_linux.go) sweeps every 100 ms and wakes a client
+// still waiting, whose session then parks: one epoll instance watches every
+// parked client's socket and is itself waited on through Go's netpoller.
+// When the socket turns readable (a query, or a hang-up) the session is
+// handed to a worker: a goroutine that served a session before, so its
+// stack has already grown. A parking session lends its reusable buffers to
+// that worker, so a parked client holds little more than its session state
+// and socket. Only plain sockets on Linux are parked, in transaction mode;
+// TLS clients and other systems wait on their own goroutine with a 256-byte
+// buffer.
 //
 // # Transaction pooling
 //

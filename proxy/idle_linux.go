@@ -166,21 +166,24 @@ func (w *idleWaiter) loop() {
 	}
 }
 
-// sweep wakes clients idle for longer than limits.client_idle_timeout, whose
-// sockets have no read deadline while parked; awaitClient then ends them. It
-// looks a quarter of the timeout apart (at most a second), so a client goes
-// at most that late.
+// sweep does what parked and idle clients need on a timer: a client idle on
+// its own goroutine is woken so that it parks (so a busy client, which
+// pauses only between transactions, pays for parking at most once a sweep),
+// and a parked client idle for longer than limits.client_idle_timeout,
+// whose socket has no read deadline while parked, is handed back so that
+// awaitClient ends it. Sweeps are parkSweep apart, or a quarter of the idle
+// timeout if that is shorter.
 func (w *idleWaiter) sweep() {
 	period := func() time.Duration {
 		idle := w.srv.config().Limits.ClientIdleTimeout
 		if idle <= 0 {
-			return time.Second
+			return parkSweep
 		}
-		return min(max(idle/4, 10*time.Millisecond), time.Second)
+		return min(max(idle/4, 10*time.Millisecond), parkSweep)
 	}
 	t := time.NewTimer(period())
 	defer t.Stop()
-	var due []*session
+	var due, all []*session
 	for {
 		select {
 		case <-w.workers.quit:
@@ -188,6 +191,11 @@ func (w *idleWaiter) sweep() {
 		case now := <-t.C:
 			idle := w.srv.config().Limits.ClientIdleTimeout
 			t.Reset(period())
+			all = w.srv.appendSessions(all[:0])
+			for _, s := range all {
+				s.wakeToPark()
+			}
+			clear(all)
 			if idle <= 0 {
 				continue
 			}
@@ -208,6 +216,11 @@ func (w *idleWaiter) sweep() {
 		}
 	}
 }
+
+// parkSweep is the time between sweeps: a client idle on its own goroutine
+// is parked within one. Shorter frees idle clients' stacks sooner but parks
+// busy clients more often (a sweep visits every session).
+const parkSweep = 100 * time.Millisecond
 
 // wakeAll stops parking and resumes every parked session, for shutdown.
 func (w *idleWaiter) wakeAll() {

@@ -364,6 +364,16 @@ func (s *Server) register(sess *session) {
 	}
 }
 
+// appendSessions appends every registered session to dst.
+func (s *Server) appendSessions(dst []*session) []*session {
+	s.sessionsMu.Lock()
+	defer s.sessionsMu.Unlock()
+	for _, sess := range s.sessions {
+		dst = append(dst, sess)
+	}
+	return dst
+}
+
 // forget drops a session that failed at login; the caller still counts it
 // as a client and stops counting it itself.
 func (s *Server) forget(sess *session) {

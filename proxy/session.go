@@ -181,6 +181,7 @@ type session struct {
 	fd        int32
 	armed     bool
 	idleSince int64
+	waitState atomic.Int32 // waitBusy, waitIdle, …: for the idle waiter's sweep
 	ended     atomic.Bool
 }
 
@@ -199,22 +200,22 @@ func (s *session) run(woken bool, bufs *sessionScratch) (parked bool) {
 	}
 	// A new client idles until its first query: no buffer meanwhile.
 	s.client.releaseReader()
+	parkNow := false
 	for {
 		if s.client.r == nil {
-			retry := false
-			if !woken {
-				var can bool
-				can, retry = s.parkable()
-				if can && s.park(bufs) {
+			if parkNow {
+				parkNow = false
+				if s.parkable() && s.park(bufs) {
 					return true
 				}
 			}
 			ready := woken
 			woken = false
-			switch s.awaitClient(ready, retry) {
+			switch s.awaitClient(ready) {
 			case awaitFailed:
 				return false
-			case awaitRetry:
+			case awaitPark:
+				parkNow = true
 				continue
 			}
 		}
@@ -299,53 +300,56 @@ func (s *session) borrowBuffers(bufs *sessionScratch) {
 // parkable reports whether the idle waiter may take the session: no server
 // connection attached and no relay goroutine left, so nothing else can
 // write to or close the client while it is parked, and no reply owed to the
-// client. transient says that what prevents it will pass by itself (a
-// reply on its way in transaction mode), so parking is worth trying again.
-func (s *session) parkable() (ok, transient bool) {
+// client.
+func (s *session) parkable() bool {
 	if s.srv.idle == nil || s.fd < 0 {
-		return false, false
+		return false
 	}
 	for i := 0; ; i++ {
 		live := s.relayLive.Load() != 0
 		s.mu.Lock()
-		ok = s.server == nil && !s.relayRunning && s.queueEmpty() && len(s.out) == 0
-		transient = s.txnMode && s.pinned == ""
+		ok := s.server == nil && !s.relayRunning && s.queueEmpty() && len(s.out) == 0
 		s.mu.Unlock()
 		if !ok {
-			return false, transient
+			return false
 		}
 		if !live {
-			return true, false
+			return true
 		}
 		// A relay goroutine that released its connection still returns
 		// it to the pool and flushes the client: microseconds, unless the
 		// client does not read. Wait for that briefly.
 		if i == 50 {
-			return false, transient
+			return false
 		}
 		time.Sleep(20 * time.Microsecond)
 	}
 }
-
-// parkRetry is how long a client that could not be parked only because its
-// last reply was still on its way waits on its own goroutine before the
-// session tries again.
-const parkRetry = 100 * time.Millisecond
 
 type awaitResult uint8
 
 const (
 	awaitOK     awaitResult = iota // the client sent: its bytes are buffered
 	awaitFailed                    // the client is gone or timed out (told)
-	awaitRetry                     // nothing yet: try parking again
+	awaitPark                      // idle long enough: park the session
+)
+
+// States of session.waitState, which the idle waiter's sweep reads to find
+// clients idle on their own goroutine long enough to be parked.
+const (
+	waitBusy int32 = iota // not waiting for the client
+	waitIdle              // waiting, may be parked
+	waitWake              // a sweep set a past read deadline to wake it
 )
 
 // awaitClient blocks until an idle client sends again (at once, ready, when
-// the idle waiter has just seen its socket readable). With retry it gives
-// up after parkRetry so that the caller can park the session.
+// the idle waiter has just seen its socket readable). A client that only
+// pauses between transactions stays on its goroutine, which costs nothing
+// per transaction; the idle waiter's sweep wakes one that stays idle for a
+// sweep or two (awaitPark), and the caller parks it.
 //
 //go:noinline
-func (s *session) awaitClient(ready, retry bool) awaitResult {
+func (s *session) awaitClient(ready bool) awaitResult {
 	var deadline time.Time
 	if idle := s.srv.config().Limits.ClientIdleTimeout; idle > 0 {
 		// Idle time counts from when the client went idle, parked or not.
@@ -353,36 +357,54 @@ func (s *session) awaitClient(ready, retry bool) awaitResult {
 			s.idleSince = time.Now().UnixNano()
 		}
 		deadline = time.Unix(0, s.idleSince).Add(idle)
-	}
-	if retry {
-		if d := time.Now().Add(parkRetry); deadline.IsZero() || d.Before(deadline) {
-			deadline = d
-		} else {
-			retry = false
-		}
-	}
-	if !deadline.IsZero() {
 		_ = s.client.SetReadDeadline(deadline)
 	}
 	if s.srv.draining.Load() {
 		// Shutdown's wake-up must not be pushed back.
 		_ = s.client.SetReadDeadline(time.Now())
-		retry = false
+	}
+	mayPark := !ready && s.srv.idle != nil && s.fd >= 0 && s.txnMode && s.pinned == ""
+	if mayPark {
+		s.waitState.Store(waitIdle)
 	}
 	err := s.client.awaitFirstByte(ready)
-	if !deadline.IsZero() {
+	woken := false
+	if mayPark && s.waitState.Swap(waitBusy) == waitWake {
+		// The sweep holds mu until its SetReadDeadline is done: wait for
+		// it, then take its deadline back.
+		s.mu.Lock()
+		//lint:ignore SA2001 waiting for the sweep to leave mu is the point
+		s.mu.Unlock()
+		woken = true
+	}
+	if woken || !deadline.IsZero() {
 		_ = s.client.SetReadDeadline(time.Time{})
 	}
 	if err != nil {
 		var ne net.Error
-		if retry && errors.As(err, &ne) && ne.Timeout() && !s.srv.draining.Load() {
-			return awaitRetry
+		if woken && errors.As(err, &ne) && ne.Timeout() && !s.srv.draining.Load() {
+			return awaitPark
 		}
 		s.readFailed(err)
 		return awaitFailed
 	}
 	s.idleSince = 0
 	return awaitOK
+}
+
+// wakeToPark is the idle waiter's sweep: a client waiting on its own
+// goroutine gets a past read deadline, so that its session parks. A client
+// that pauses only briefly between transactions is caught at most once per
+// sweep.
+func (s *session) wakeToPark() {
+	if s.waitState.Load() != waitIdle {
+		return
+	}
+	s.mu.Lock()
+	if s.waitState.CompareAndSwap(waitIdle, waitWake) {
+		_ = s.client.SetReadDeadline(time.Now())
+	}
+	s.mu.Unlock()
 }
 
 // serve handles client messages until the client idles between
