@@ -300,7 +300,6 @@ func (s *Server) handshake(cc *clientConn) (*session, error) {
 		params: params, txStatus: 'I',
 	}
 	sess.startupParams = sess.params.share()
-	sess.cond = sync.NewCond(&sess.mu)
 	if req.effectiveMinor() >= 2 {
 		sess.secret = make([]byte, 32)
 	} else {

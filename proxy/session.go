@@ -74,7 +74,7 @@ type session struct {
 	addr    string
 
 	mu     sync.Mutex
-	cond   *sync.Cond // signalled when cancelling drops to 0
+	cond   *sync.Cond // signalled when cancelling drops to 0 (nil until a cancel)
 	out    []byte     // bytes for the client, not yet written
 	spare  []byte
 	server *pool.Conn
@@ -2189,6 +2189,10 @@ func (s *session) cancelRequest() {
 		return
 	}
 	s.cancelling++
+	if s.cond == nil {
+		// Made on first use: most sessions are never cancelled.
+		s.cond = sync.NewCond(&s.mu)
+	}
 	s.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	if c != nil {
