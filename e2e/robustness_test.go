@@ -564,8 +564,8 @@ func TestIdleClientsParked(t *testing.T) {
 		}
 	}
 	// Parked clients have no goroutine; the proxy keeps at most 128 idle
-	// workers and a few of its own. A client whose last reply was slow
-	// waits on its own goroutine for up to 100ms before parking.
+	// workers and a few of its own. An idle client waits on its own
+	// goroutine until the next sweep (every 100ms) parks it.
 	metrics := "http://" + p.admin + "/metrics"
 	var body string
 	for deadline := time.Now().Add(10 * time.Second); ; {

@@ -88,7 +88,7 @@ func socketFD(c net.Conn) int32 {
 // a plain socket, shutting down, epoll refused): the caller then waits for
 // the client itself. After true the caller must not touch s again.
 func (w *idleWaiter) park(s *session) bool {
-	if w == nil || s.fd < 0 {
+	if w == nil {
 		return false
 	}
 	op := syscall.EPOLL_CTL_ADD
@@ -115,19 +115,15 @@ func (w *idleWaiter) park(s *session) bool {
 	}
 	if err != nil {
 		// Not watched: take s back unless shutdown has already taken it.
-		return !w.take(s.pid, s)
+		_, taken := w.take(s.pid, s)
+		return !taken
 	}
 	return true
 }
 
-// take removes a parked session; true means the caller now owns it. With
-// want nil any session parked under pid is taken.
-func (w *idleWaiter) take(pid uint32, want *session) bool {
-	_, ok := w.takeSession(pid, want)
-	return ok
-}
-
-func (w *idleWaiter) takeSession(pid uint32, want *session) (*session, bool) {
+// take removes a parked session and returns it: the caller now owns it.
+// With want nil any session parked under pid is taken.
+func (w *idleWaiter) take(pid uint32, want *session) (*session, bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	s, ok := w.parked[pid]
@@ -136,6 +132,19 @@ func (w *idleWaiter) takeSession(pid uint32, want *session) (*session, bool) {
 	}
 	delete(w.parked, pid)
 	return s, true
+}
+
+// takeIf removes the parked sessions that match, appending them to dst.
+func (w *idleWaiter) takeIf(dst []*session, match func(*session) bool) []*session {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for pid, s := range w.parked {
+		if match(s) {
+			delete(w.parked, pid)
+			dst = append(dst, s)
+		}
+	}
+	return dst
 }
 
 // loop resumes the sessions whose sockets became readable.
@@ -155,11 +164,12 @@ func (w *idleWaiter) loop() {
 			if !w.workers.closed() {
 				w.srv.log.Error("idle client waiter stopped; idle clients now wait on their own goroutines", "err", errors.Join(err, werr))
 			}
-			w.stop()
+			// Every parked client goes back to waiting on its own goroutine.
+			w.wakeAll()
 			return
 		}
 		for _, ev := range events[:n] {
-			if s, ok := w.takeSession(uint32(ev.Fd), nil); ok {
+			if s, ok := w.take(uint32(ev.Fd), nil); ok {
 				w.workers.dispatch(s)
 			}
 		}
@@ -200,14 +210,7 @@ func (w *idleWaiter) sweep() {
 				continue
 			}
 			limit := now.Add(-idle).UnixNano()
-			w.mu.Lock()
-			for pid, s := range w.parked {
-				if s.idleSince <= limit {
-					delete(w.parked, pid)
-					due = append(due, s)
-				}
-			}
-			w.mu.Unlock()
+			due = w.takeIf(due, func(s *session) bool { return s.idleSince <= limit })
 			for _, s := range due {
 				w.workers.dispatch(s)
 			}
@@ -228,14 +231,9 @@ func (w *idleWaiter) wakeAll() {
 		return
 	}
 	w.mu.Lock()
-	w.closed = true
-	all := make([]*session, 0, len(w.parked))
-	for pid, s := range w.parked {
-		delete(w.parked, pid)
-		all = append(all, s)
-	}
+	w.closed = true // park refuses from now on; what it added before is taken below
 	w.mu.Unlock()
-	for _, s := range all {
+	for _, s := range w.takeIf(nil, func(*session) bool { return true }) {
 		_ = syscall.EpollCtl(w.epfd, syscall.EPOLL_CTL_DEL, int(s.fd), nil)
 		w.workers.dispatch(s)
 	}
@@ -251,10 +249,6 @@ func (w *idleWaiter) close() {
 	w.workers.close()
 	_ = w.file.Close()
 }
-
-// stop ends parking when epoll fails under the waiter: every client goes
-// back to waiting on its own goroutine.
-func (w *idleWaiter) stop() { w.wakeAll() }
 
 // next waits for another session for the calling worker; nil: exit.
 func (w *idleWaiter) next() *session {

@@ -373,23 +373,23 @@ func (s *Server) appendSessions(dst []*session) []*session {
 	return dst
 }
 
-// forget drops a session that failed at login; the caller still counts it
-// as a client and stops counting it itself.
-func (s *Server) forget(sess *session) {
+// forget drops a session from the registry and reports whether it was
+// there. A login that fails stops counting its client itself.
+func (s *Server) forget(sess *session) bool {
 	s.sessionsMu.Lock()
-	if s.sessions[sess.pid] == sess {
-		delete(s.sessions, sess.pid)
+	defer s.sessionsMu.Unlock()
+	if s.sessions[sess.pid] != sess {
+		return false
 	}
-	s.sessionsMu.Unlock()
+	delete(s.sessions, sess.pid)
+	return true
 }
 
+// unregister forgets an ended session and stops counting its client.
 func (s *Server) unregister(sess *session) {
-	s.sessionsMu.Lock()
-	if s.sessions[sess.pid] == sess {
-		delete(s.sessions, sess.pid)
+	if s.forget(sess) {
 		s.clients.Add(-1)
 	}
-	s.sessionsMu.Unlock()
 }
 
 // cancel handles a CancelRequest: the key must match exactly.

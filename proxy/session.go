@@ -177,7 +177,8 @@ type session struct {
 
 	// The idle waiter's: the client socket's descriptor (-1: not one it
 	// can watch), whether epoll has it registered, and since when the
-	// client idles parked (unix nanoseconds; 0: not parked).
+	// client idles (unix nanoseconds; 0: busy, or idle on its goroutine
+	// with no client_idle_timeout to count).
 	fd        int32
 	armed     bool
 	idleSince int64
@@ -302,7 +303,7 @@ func (s *session) borrowBuffers(bufs *sessionScratch) {
 // write to or close the client while it is parked, and no reply owed to the
 // client.
 func (s *session) parkable() bool {
-	if s.srv.idle == nil || s.fd < 0 {
+	if !s.watchable() {
 		return false
 	}
 	for i := 0; ; i++ {
@@ -326,6 +327,9 @@ func (s *session) parkable() bool {
 	}
 }
 
+// watchable reports whether the idle waiter could watch the client's socket.
+func (s *session) watchable() bool { return s.srv.idle != nil && s.fd >= 0 }
+
 type awaitResult uint8
 
 const (
@@ -345,8 +349,8 @@ const (
 // awaitClient blocks until an idle client sends again (at once, ready, when
 // the idle waiter has just seen its socket readable). A client that only
 // pauses between transactions stays on its goroutine, which costs nothing
-// per transaction; the idle waiter's sweep wakes one that stays idle for a
-// sweep or two (awaitPark), and the caller parks it.
+// per transaction; the idle waiter's sweep wakes one still waiting at the
+// next sweep (awaitPark), and the caller parks it.
 //
 //go:noinline
 func (s *session) awaitClient(ready bool) awaitResult {
@@ -363,7 +367,7 @@ func (s *session) awaitClient(ready bool) awaitResult {
 		// Shutdown's wake-up must not be pushed back.
 		_ = s.client.SetReadDeadline(time.Now())
 	}
-	mayPark := !ready && s.srv.idle != nil && s.fd >= 0 && s.txnMode && s.pinned == ""
+	mayPark := !ready && s.watchable() && s.txnMode && s.pinned == ""
 	if mayPark {
 		s.waitState.Store(waitIdle)
 	}
