@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/shardwire/shardwire/sockio"
 	"log/slog"
 	"net"
 	"sync"
@@ -363,6 +364,7 @@ func (p *Pool) dial(ctx context.Context) (*Conn, error) {
 		p.dialErrors.Add(1)
 		return nil, fmt.Errorf("connect to %s as %s: %w", p.opts.Addr, p.opts.User, err)
 	}
+	nc = sockio.Wrap(nc)
 	r := bufio.NewReaderSize(nc, 32<<10)
 	info, err := handshake(ctx, nc, r, p.opts.User, p.opts.Password, p.opts.Database)
 	if err != nil {

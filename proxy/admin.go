@@ -237,7 +237,7 @@ func (s *Server) showClients() *table {
 		list = append(list, sess)
 	}
 	s.sessionsMu.Unlock()
-	sort.Slice(list, func(i, j int) bool { return list[i].started.Before(list[j].started) })
+	sort.Slice(list, func(i, j int) bool { return list[i].started < list[j].started })
 	for _, sess := range list {
 		sess.mu.Lock()
 		state, node := "idle", ""
@@ -252,7 +252,7 @@ func (s *Server) showClients() *table {
 		}
 		pinned := sess.pinned
 		sess.mu.Unlock()
-		t.add(sess.pid, sess.user.Name, sess.addr, int(time.Since(sess.started).Seconds()), state, node, pinned)
+		t.add(sess.pid, sess.user.Name, sess.addr, int(time.Since(time.Unix(0, sess.started)).Seconds()), state, node, pinned)
 	}
 	return t
 }

@@ -5,6 +5,7 @@ package proxy
 import (
 	"errors"
 	"fmt"
+	"github.com/shardwire/shardwire/sockio"
 	"net"
 	"os"
 	"sync"
@@ -70,6 +71,8 @@ func socketFD(c net.Conn) int32 {
 	case *net.TCPConn:
 		sc = c
 	case *net.UnixConn:
+		sc = c
+	case *sockio.Conn:
 		sc = c
 	default:
 		return -1

@@ -8,6 +8,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/shardwire/shardwire/sockio"
 	"log/slog"
 	"net"
 	"runtime/debug"
@@ -162,6 +163,7 @@ func (s *Server) accept(conn net.Conn) (served *session) {
 		_ = tc.SetNoDelay(true)
 		_ = tc.SetKeepAlive(true)
 	}
+	conn = sockio.Wrap(conn)
 	cc := newClientConn(conn, int(s.config().Limits.MaxMessageSize))
 	_ = conn.SetDeadline(time.Now().Add(s.config().Limits.AuthTimeout))
 	sess, err := s.handshake(cc)
@@ -221,7 +223,7 @@ func (s *Server) serveSession(sess *session, woken bool, bufs *sessionScratch) {
 		return
 	}
 	if s.log.Enabled(context.Background(), slog.LevelDebug) {
-		sess.logger().Debug("client disconnected", "duration", time.Since(sess.started))
+		sess.logger().Debug("client disconnected", "duration", time.Since(time.Unix(0, sess.started)))
 	}
 }
 
@@ -296,16 +298,16 @@ func (s *Server) handshake(cc *clientConn) (*session, error) {
 	}
 	sess := &session{
 		srv: s, client: cc, user: user, txnMode: s.config().Pool.Mode == "transaction",
-		started: time.Now(), addr: cc.RemoteAddr().String(),
+		started: time.Now().UnixNano(), addr: cc.RemoteAddr().String(),
 		params: params, txStatus: 'I',
 	}
 	sess.startupParams = sess.params.share()
+	secret := make([]byte, 4)
 	if req.effectiveMinor() >= 2 {
-		sess.secret = make([]byte, 32)
-	} else {
-		sess.secret = make([]byte, 4)
+		secret = make([]byte, 32)
 	}
-	_, _ = rand.Read(sess.secret)
+	_, _ = rand.Read(secret)
+	sess.secret = string(secret)
 	s.register(sess)
 
 	// Parameters as a server would report them, with the client's own values.
@@ -338,7 +340,7 @@ func (s *Server) handshake(cc *clientConn) (*session, error) {
 			out = appendParameterStatus(out, k, v)
 		}
 	}
-	out = appendBackendKeyData(out, sess.pid, sess.secret)
+	out = appendBackendKeyData(out, sess.pid, []byte(sess.secret))
 	out = appendReady(out, 'I')
 	if err := cc.send(out); err != nil {
 		s.forget(sess)
@@ -397,7 +399,7 @@ func (s *Server) cancel(pid uint32, key []byte) {
 	s.sessionsMu.Lock()
 	sess := s.sessions[pid]
 	s.sessionsMu.Unlock()
-	if sess == nil || subtle.ConstantTimeCompare(sess.secret, key) != 1 {
+	if sess == nil || subtle.ConstantTimeCompare([]byte(sess.secret), key) != 1 {
 		s.log.Debug("cancel request for unknown client ignored")
 		return
 	}

@@ -67,10 +67,8 @@ type session struct {
 	srv     *Server
 	client  *clientConn
 	user    config.User
-	pid     uint32
-	secret  []byte
-	txnMode bool
-	started time.Time
+	secret  string // the cancel key shardwire gave the client
+	started int64  // unix nanoseconds
 	addr    string
 
 	mu     sync.Mutex
@@ -80,26 +78,16 @@ type session struct {
 	server *pool.Conn
 	pool   *pool.Pool
 	relay  sync.WaitGroup // the serverLoop goroutine of the attached connection
-	// relayLive counts serverLoop goroutines not yet returned: one that
-	// has released its connection still flushes the client afterwards.
-	relayLive atomic.Int32
-	// relayRunning: a serverLoop goroutine reads the attached connection.
-	// Without one, the client goroutine reads the replies itself after
-	// each flush point (the common, cheaper case in transaction mode).
-	relayRunning bool
-	slots        []slot
-	head         int
-	txStatus     byte
-	pinned       string
-	closing      bool
+	slots  []slot
+	head   int
+	pinned string
 	// stmts maps client statement names to statements.
-	stmts           map[string]*preparedStmt
-	unnamed         []byte // the client's last unnamed Parse frame
-	unnamedEffects  queryEffects
-	unnamedOnServer bool // the attached server holds the client's unnamed statement
-	portalEffects   map[string]*queryEffects
-	params          sessionParams
-	startupParams   sessionParams
+	stmts          map[string]*preparedStmt
+	unnamed        []byte // the client's last unnamed Parse frame
+	unnamedEffects queryEffects
+	portalEffects  map[string]*queryEffects
+	params         sessionParams
+	startupParams  sessionParams
 	// ParameterStatus values the client has seen: seenBase is shared by
 	// every session (the server's values at login), seen holds this
 	// client's own.
@@ -111,42 +99,28 @@ type session struct {
 	seen         map[string]string
 	cycleEffects []*queryEffects // committed by the next ReadyForQuery
 	txnEffects   []*queryEffects // waiting for COMMIT
-	rolledBack   bool            // the last CommandComplete was ROLLBACK
 	injectFailed string
-	cancelling   int
 
 	// Routing state, owned by the client goroutine.
-	txMap        *shardmap.Map // the map of the running transaction block
-	roleSetting  router.Role   // SET shardwire.role
-	shardSetting string        // SET shardwire.shard
-	keySetting   string        // SET shardwire.key
-	hasKey       bool
+	txMap        *shardmap.Map   // the map of the running transaction block
+	shardSetting string          // SET shardwire.shard
+	keySetting   string          // SET shardwire.key
 	ws           *sessionScratch // the running goroutine's (nil while parked)
 	unnamedStmt  *preparedStmt   // the unnamed statement's analysis
 	ryw          []rywMark
 	deferred     []string // BEGIN (and SET TRANSACTION …) held until the first statement
-	deferredRO   bool     // the deferred transaction is READ ONLY
-	// deferredFailed: a statement failed before the deferred transaction
-	// reached a server; it is aborted until COMMIT or ROLLBACK.
-	deferredFailed bool
-	unnamedRead    bool // the client's unnamed statement is a read
-	attachShard    string
-	attachWrite    bool // the attached connection is on a shard's writer for writing
-	nodeMetrics    *metrics.Node
-	freshAttach    bool // lockAttached borrowed for the current message
+	attachShard  string
+	nodeMetrics  *metrics.Node
 
 	// fan is the fanout running a statement across shards, for cancel
 	// requests (guarded by mu); pendingMulti is a Bind of a statement that
 	// spans shards, run at its Execute (client goroutine).
-	fan   *fanout
-	wrote bool // a statement that may write ran on the attached connection
+	fan *fanout
 	// A transaction block across shards: its other shards' connections
 	// (parked), the BEGIN replayed on each new one, whether it is READ
-	// ONLY, and parking: a relay goroutine being stopped on purpose.
+	// ONLY (txRO, below).
 	txLegs       []*txLeg
 	txBegin      string
-	txRO         bool
-	parking      bool
 	pendingMulti *multiStmt
 	copyIn       *copyIn // a COPY FROM STDIN split between shards (client goroutine)
 
@@ -163,27 +137,62 @@ type session struct {
 
 	// Owned by the client goroutine, for relaying without a goroutine.
 	srvFrames  frameReader
-	flushPoint bool // the last message forwarded makes the server answer (Sync, Query, Flush, …)
-	unanswered int  // bytes sent since the replies were last read up
+	unanswered int // bytes sent since the replies were last read up
+
+	// Owned by the client goroutine.
+	srvOut []byte
+
+	// Since when the client idles, for the idle waiter (unix nanoseconds;
+	// 0: busy, or idle on its goroutine with no client_idle_timeout to
+	// count).
+	idleSince int64
+
+	// The small fields come last, packed together: every client holds a
+	// session, idle or not, and 896 bytes is a size class (1024 with the
+	// padding they had between the fields above).
+	pid uint32
+	// The idle waiter's: the client socket's descriptor (-1: not one it
+	// can watch) and whether epoll has it registered.
+	fd    int32
+	armed bool
+	// relayLive counts serverLoop goroutines not yet returned: one that
+	// has released its connection still flushes the client afterwards.
+	relayLive atomic.Int32
+	waitState atomic.Int32 // waitBusy, waitIdle, …: for the idle waiter's sweep
+	ended     atomic.Bool
+	txnMode   bool
+
+	// Guarded by mu.
+	// relayRunning: a serverLoop goroutine reads the attached connection.
+	// Without one, the client goroutine reads the replies itself after
+	// each flush point (the common, cheaper case in transaction mode).
+	relayRunning    bool
+	cancelling      int32 // cancel requests under way; cond signals its drop to 0
+	txStatus        byte
+	closing         bool
+	unnamedOnServer bool // the attached server holds the client's unnamed statement
+	rolledBack      bool // the last CommandComplete was ROLLBACK
+	wrote           bool // a statement that may write ran on the attached connection
+	txRO            bool // the transaction block across shards is READ ONLY
+	parking         bool // a relay goroutine is being stopped on purpose
+
+	// Owned by the client goroutine.
 	// COPY FROM STDIN: CopyInResponses read and CopyDone/CopyFail sent on
 	// this attachment. The server waits for the client while more copies
 	// started than ended (a client may stream its data before the
 	// CopyInResponse arrives, as pgconn does).
-	copyStarted, copyEnded int
-
-	// Owned by the client goroutine.
-	srvOut     []byte
-	clientSkip bool // a locally raised error: ignore messages until Sync
-
-	// The idle waiter's: the client socket's descriptor (-1: not one it
-	// can watch), whether epoll has it registered, and since when the
-	// client idles (unix nanoseconds; 0: busy, or idle on its goroutine
-	// with no client_idle_timeout to count).
-	fd        int32
-	armed     bool
-	idleSince int64
-	waitState atomic.Int32 // waitBusy, waitIdle, …: for the idle waiter's sweep
-	ended     atomic.Bool
+	copyStarted, copyEnded int32
+	roleSetting            router.Role // SET shardwire.role
+	hasKey                 bool
+	deferredRO             bool // the deferred transaction is READ ONLY
+	// deferredFailed: a statement failed before the deferred transaction
+	// reached a server; it is aborted until COMMIT or ROLLBACK.
+	deferredFailed bool
+	unnamedRead    bool // the client's unnamed statement is a read
+	attachWrite    bool // the attached connection is on a shard's writer for writing
+	freshAttach    bool // lockAttached borrowed for the current message
+	flushPoint     bool // the last message forwarded makes the server answer (Sync, Query, Flush, …)
+	clientSkip     bool // a locally raised error: ignore messages until Sync
 }
 
 // run serves the client until it leaves (false), or until it idles between
@@ -279,6 +288,7 @@ func (s *session) lendBuffers(bufs *sessionScratch) {
 	s.retryQuery, s.retryDesc = nil, nil
 	s.mu.Unlock()
 	lend(&bufs.srvOut, &s.srvOut)
+	s.client.putWaitBuffer()
 }
 
 // borrowBuffers takes the worker's buffers for the session where it has none.

@@ -32,8 +32,9 @@ type clientConn struct {
 	fr frameReader
 	// first receives the next bytes of an idle client that waits on its
 	// own goroutine; a small message (most queries) arrives whole in it,
-	// so waking up costs one read. Allocated when first needed: a client
-	// parked by the idle waiter never needs it.
+	// so waking up costs one read. Taken from waitBuffers when first
+	// needed and given back when the client is parked: 10,000 idle clients
+	// would otherwise keep 2.5 MB of them.
 	first *[256]byte
 	pre   prefixReader
 }
@@ -41,6 +42,17 @@ type clientConn struct {
 const clientReadBuffer = 8192
 
 var readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, clientReadBuffer) }}
+
+var waitBuffers = sync.Pool{New: func() any { return new([256]byte) }}
+
+// putWaitBuffer gives the wait buffer back (the client is being parked),
+// unless unread bytes still point into it.
+func (c *clientConn) putWaitBuffer() {
+	if c.first != nil && len(c.pre.pending) == 0 {
+		waitBuffers.Put(c.first)
+		c.first = nil
+	}
+}
 
 // prefixReader yields the byte read while idle, then the socket.
 type prefixReader struct {
@@ -117,7 +129,7 @@ func (c *clientConn) awaitFirstByte(ready bool) error {
 		return nil
 	}
 	if c.first == nil {
-		c.first = new([256]byte)
+		c.first = waitBuffers.Get().(*[256]byte)
 	}
 	n, err := c.Conn.Read(c.first[:])
 	if n == 0 {

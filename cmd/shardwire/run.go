@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 	"time"
 
@@ -44,6 +45,7 @@ func runProxy(args []string, stderr io.Writer) int {
 	}
 	log := newLogger(cfg.Log, stderr)
 	slog.SetDefault(log)
+	setGCPercent()
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
@@ -52,6 +54,21 @@ func runProxy(args []string, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// defaultGCPercent is the collector's heap growth between cycles unless the
+// GOGC environment variable says otherwise. Most of a busy proxy's heap is
+// per-client state that lives as long as its client, and its hot path
+// allocates about one small object per query, so collecting at 50% growth
+// costs little CPU but keeps the heap (and RSS) of 10,000 idle clients a
+// sixth smaller than Go's default of 100: bench/idleclients measured
+// 3.2-3.3 KiB per client against 3.6-4.1.
+const defaultGCPercent = 50
+
+func setGCPercent() {
+	if _, set := os.LookupEnv("GOGC"); !set {
+		debug.SetGCPercent(defaultGCPercent)
+	}
 }
 
 // serveProxy runs the proxy for cfg until ctx ends, then drains: it stops

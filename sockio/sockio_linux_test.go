@@ -1,0 +1,194 @@
+package sockio
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// pair returns the two ends of a real socket of the given network, the
+// client end wrapped.
+func pair(t testing.TB, network string) (wrapped net.Conn, peer net.Conn) {
+	t.Helper()
+	addr := "127.0.0.1:0"
+	if network == "unix" {
+		addr = filepath.Join(t.TempDir(), "s")
+	}
+	ln, err := net.Listen(network, addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			accepted <- nil
+			return
+		}
+		accepted <- c
+	}()
+	c, err := net.Dial(network, ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	peer = <-accepted
+	if peer == nil {
+		t.Fatal("accept failed")
+	}
+	wrapped = Wrap(c)
+	if _, ok := wrapped.(*Conn); !ok {
+		t.Fatalf("Wrap(%T) = %T, want *Conn", c, wrapped)
+	}
+	t.Cleanup(func() { wrapped.Close(); peer.Close() })
+	return wrapped, peer
+}
+
+func TestWrapLeavesOtherConns(t *testing.T) {
+	t.Parallel()
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	if got := Wrap(a); got != a {
+		t.Fatalf("Wrap(pipe) = %T, want the pipe itself", got)
+	}
+}
+
+func TestConn(t *testing.T) {
+	t.Parallel()
+	for _, network := range []string{"tcp", "unix"} {
+		t.Run(network+"/round trip", func(t *testing.T) {
+			t.Parallel()
+			c, peer := pair(t, network)
+			if n, err := c.Write([]byte("ping")); n != 4 || err != nil {
+				t.Fatalf("Write = %d, %v", n, err)
+			}
+			buf := make([]byte, 4)
+			if _, err := io.ReadFull(peer, buf); err != nil || string(buf) != "ping" {
+				t.Fatalf("peer read %q, %v", buf, err)
+			}
+			if _, err := peer.Write([]byte("pong")); err != nil {
+				t.Fatal(err)
+			}
+			n, err := c.Read(buf)
+			if err != nil || string(buf[:n]) != "pong" {
+				t.Fatalf("Read = %q, %v", buf[:n], err)
+			}
+		})
+		t.Run(network+"/write bigger than the socket buffer", func(t *testing.T) {
+			t.Parallel()
+			c, peer := pair(t, network)
+			want := bytes.Repeat([]byte("0123456789abcdef"), 1<<18) // 4 MiB
+			got := make(chan []byte, 1)
+			go func() {
+				b, _ := io.ReadAll(peer)
+				got <- b
+			}()
+			if n, err := c.Write(want); n != len(want) || err != nil {
+				t.Fatalf("Write = %d, %v; want %d", n, err, len(want))
+			}
+			c.Close()
+			if b := <-got; !bytes.Equal(b, want) {
+				t.Fatalf("peer got %d bytes, want %d identical ones", len(b), len(want))
+			}
+		})
+		t.Run(network+"/EOF", func(t *testing.T) {
+			t.Parallel()
+			c, peer := pair(t, network)
+			peer.Close()
+			n, err := c.Read(make([]byte, 8))
+			if n != 0 || err != io.EOF {
+				t.Fatalf("Read after peer close = %d, %v; want 0, io.EOF", n, err)
+			}
+		})
+		t.Run(network+"/read deadline", func(t *testing.T) {
+			t.Parallel()
+			c, _ := pair(t, network)
+			_ = c.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
+			_, err := c.Read(make([]byte, 8))
+			var ne net.Error
+			if !errors.As(err, &ne) || !ne.Timeout() || !errors.Is(err, os.ErrDeadlineExceeded) {
+				t.Fatalf("Read past deadline = %v, want a timeout", err)
+			}
+		})
+		t.Run(network+"/close while reading", func(t *testing.T) {
+			t.Parallel()
+			c, _ := pair(t, network)
+			done := make(chan error, 1)
+			go func() {
+				_, err := c.Read(make([]byte, 8))
+				done <- err
+			}()
+			time.Sleep(10 * time.Millisecond)
+			c.Close()
+			select {
+			case err := <-done:
+				if !errors.Is(err, net.ErrClosed) {
+					t.Fatalf("Read on closed conn = %v, want net.ErrClosed", err)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("Read did not return after Close")
+			}
+		})
+		t.Run(network+"/write to a peer that left", func(t *testing.T) {
+			t.Parallel()
+			c, peer := pair(t, network)
+			peer.Close()
+			var err error
+			// The first write may still be accepted; a later one fails
+			// with EPIPE or ECONNRESET, and no SIGPIPE ends the test.
+			for i := 0; i < 100 && err == nil; i++ {
+				_, err = c.Write(make([]byte, 1024))
+				time.Sleep(time.Millisecond)
+			}
+			var oe *net.OpError
+			if !errors.As(err, &oe) || oe.Op != "write" {
+				t.Fatalf("Write to a gone peer = %v, want a write *net.OpError", err)
+			}
+		})
+	}
+}
+
+// BenchmarkPingPong measures a one-byte round trip over loopback TCP, the
+// shape of a proxy's per-query work, with the runtime's net.Conn and with
+// Conn on the side under test.
+func BenchmarkPingPong(b *testing.B) {
+	for _, wrap := range []bool{false, true} {
+		name := "net.Conn"
+		if wrap {
+			name = "sockio.Conn"
+		}
+		b.Run(name, func(b *testing.B) {
+			c, peer := pair(b, "tcp")
+			if !wrap {
+				c = c.(*Conn).Conn
+			}
+			go func() {
+				buf := make([]byte, 1)
+				for {
+					if _, err := peer.Read(buf); err != nil {
+						return
+					}
+					if _, err := peer.Write(buf); err != nil {
+						return
+					}
+				}
+			}()
+			buf := make([]byte, 1)
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := c.Write(buf); err != nil {
+					b.Fatal(err)
+				}
+				if _, err := c.Read(buf); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
