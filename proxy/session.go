@@ -886,9 +886,15 @@ func (s *session) handleQuery(typ byte, body []byte) error {
 			return s.multiFailure(err, true)
 		}
 	}
-	an := s.srv.analyzer.ClassifyWith(&s.ws.scratch, sql)
-	req := routeRequest{hint: info.hints.Role, read: an.Class.IsRead()}
-	shard, multi, err := s.route(an, sql, s.ws.scratch.Literals(), nil, info.hints)
+	req := routeRequest{hint: info.hints.Role}
+	shard, fixed := s.fixedShard(info.hints)
+	var multi *router.Route
+	var err error
+	if !fixed {
+		an := s.srv.analyzer.ClassifyWith(&s.ws.scratch, sql)
+		req.read = an.Class.IsRead()
+		shard, multi, err = s.route(an, sql, s.ws.scratch.Literals(), nil, info.hints)
+	}
 	if (err != nil || multi != nil) && info.single && info.stmt.Command == router.CmdCopy {
 		// COPY … TO STDOUT of a sharded table, or of a query across
 		// shards: gathered from every shard.

@@ -494,6 +494,15 @@ func (m *Map) Shards() []string { return slices.Clone(m.shards) }
 // HasShard reports whether the map has a shard of that name.
 func (m *Map) HasShard(name string) bool { _, ok := m.shardIdx[name]; return ok }
 
+// Only returns the map's shard and true when it has one shard and lists no
+// tables: every statement then goes to that shard, whatever it says.
+func (m *Map) Only() (string, bool) {
+	if len(m.shards) != 1 || len(m.tables) != 0 {
+		return "", false
+	}
+	return m.shards[0], true
+}
+
 // DefaultShard is the shard of tables the map does not list.
 func (m *Map) DefaultShard() string { return m.def }
 

@@ -638,3 +638,35 @@ func TestHolder(t *testing.T) {
 		t.Error("Load after the last Swap is not the last map")
 	}
 }
+
+func TestOnly(t *testing.T) {
+	t.Parallel()
+	const one = `listen: 127.0.0.1:6432
+database: app
+users:
+  - name: app
+    password: x
+shards:
+  - name: solo
+    primary: 127.0.0.1:15432
+`
+	cases := []struct {
+		name      string
+		yaml      string
+		wantShard string
+		wantOK    bool
+	}{
+		{"one shard, no tables", one, "solo", true},
+		{"one shard with a table", one + "tables:\n  events: { key: id, type: bigint, strategy: hash }\n", "", false},
+		{"two shards", header, "", false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			shard, ok := mapFrom(t, "only.yaml", c.yaml).Only()
+			if shard != c.wantShard || ok != c.wantOK {
+				t.Fatalf("Only() = %q, %v; want %q, %v", shard, ok, c.wantShard, c.wantOK)
+			}
+		})
+	}
+}
