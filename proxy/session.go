@@ -349,11 +349,14 @@ const (
 )
 
 // States of session.waitState, which the idle waiter's sweep reads to find
-// clients idle on their own goroutine long enough to be parked.
+// clients idle on their own goroutine long enough to be parked, and client
+// goroutines waiting on a slow statement.
 const (
-	waitBusy int32 = iota // not waiting for the client
-	waitIdle              // waiting, may be parked
-	waitWake              // a sweep set a past read deadline to wake it
+	waitBusy       int32 = iota // not waiting
+	waitIdle                    // waiting for the client, may be parked
+	waitWake                    // a sweep set a past read deadline to wake it
+	waitServer                  // reading the attached server's reply
+	waitServerKick              // a sweep gave that read a past deadline
 )
 
 // awaitClient blocks until an idle client sends again (at once, ready, when
@@ -410,15 +413,27 @@ func (s *session) awaitClient(ready bool) awaitResult {
 // goroutine gets a past read deadline, so that its session parks. A client
 // that pauses only briefly between transactions is caught at most once per
 // sweep.
+//
+// A client goroutine still waiting for its server's reply at a sweep gets a
+// past read deadline on that connection instead: the statement is slow, and
+// a relay goroutine takes the reading over (see serverAnswersSoon).
 func (s *session) wakeToPark() {
-	if s.waitState.Load() != waitIdle {
-		return
+	switch s.waitState.Load() {
+	case waitIdle:
+		s.mu.Lock()
+		if s.waitState.CompareAndSwap(waitIdle, waitWake) {
+			_ = s.client.SetReadDeadline(time.Now())
+		}
+		s.mu.Unlock()
+	case waitServer:
+		s.mu.Lock()
+		// Only the client goroutine attaches connections, so while it
+		// waits s.server is the connection it reads, or nil (closed).
+		if c := s.server; c != nil && s.waitState.CompareAndSwap(waitServer, waitServerKick) {
+			_ = c.SetReadDeadline(time.Now())
+		}
+		s.mu.Unlock()
 	}
-	s.mu.Lock()
-	if s.waitState.CompareAndSwap(waitIdle, waitWake) {
-		_ = s.client.SetReadDeadline(time.Now())
-	}
-	s.mu.Unlock()
 }
 
 // serve handles client messages until the client idles between
@@ -1621,15 +1636,33 @@ func (s *session) relayReplies() bool {
 }
 
 // relayPatience is how long the client goroutine waits for a reply before it
-// leaves the reading to a relay goroutine.
+// leaves the reading to a relay goroutine, where no idle waiter sweeps.
 const relayPatience = 5 * time.Millisecond
 
-// serverAnswersSoon waits up to relayPatience for the server to send
-// something, consuming nothing. Other errors are left for the next read.
+// serverAnswersSoon waits for the server to send something, consuming
+// nothing, and reports false when the statement is slow: no answer within
+// relayPatience, or before the idle waiter's next sweep (within parkSweep)
+// gives the read a past deadline. The sweep saves two deadline changes, a
+// runtime timer each, per statement. Other errors are left for the next
+// read.
 func (s *session) serverAnswersSoon(c *pool.Conn) bool {
-	_ = c.SetReadDeadline(time.Now().Add(relayPatience))
-	_, err := c.Reader.Peek(1)
-	_ = c.SetReadDeadline(time.Time{})
+	var err error
+	if s.srv.idle == nil {
+		_ = c.SetReadDeadline(time.Now().Add(relayPatience))
+		_, err = c.Reader.Peek(1)
+		_ = c.SetReadDeadline(time.Time{})
+	} else {
+		s.waitState.Store(waitServer)
+		_, err = c.Reader.Peek(1)
+		if s.waitState.Swap(waitBusy) == waitServerKick {
+			// The sweep holds mu until its SetReadDeadline is done:
+			// wait for it, then take its deadline back.
+			s.mu.Lock()
+			//lint:ignore SA2001 waiting for the sweep to leave mu is the point
+			s.mu.Unlock()
+			_ = c.SetReadDeadline(time.Time{})
+		}
+	}
 	if err == nil {
 		// Before declaring ne: errors.As makes it escape, and the common
 		// case should not allocate.
