@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -13,37 +14,39 @@ import (
 // sessions attached to it, so PAUSE can wait for them to finish.
 type shardGate struct {
 	active atomic.Int64
-	mu     sync.Mutex
-	held   chan struct{} // non-nil while paused; closed by RESUME
+	mu     sync.Mutex                    // serialises PAUSE and RESUME
+	held   atomic.Pointer[chan struct{}] // non-nil while paused; closed by RESUME
 }
 
+// gate returns shard's gate. Every transaction looks its gate up twice, so
+// the lookup takes no lock: gates are made once per shard, copying the map.
 func (s *Server) gate(shard string) *shardGate {
+	if g := (*s.gates.Load())[shard]; g != nil {
+		return g
+	}
 	s.gatesMu.Lock()
 	defer s.gatesMu.Unlock()
-	g := s.gates[shard]
-	if g == nil {
-		g = &shardGate{}
-		s.gates[shard] = g
+	old := *s.gates.Load()
+	if g := old[shard]; g != nil {
+		return g
 	}
+	next := make(map[string]*shardGate, len(old)+1)
+	maps.Copy(next, old)
+	g := &shardGate{}
+	next[shard] = g
+	s.gates.Store(&next)
 	return g
 }
 
 // waitUnpaused blocks a new transaction while its shard is paused.
 func (s *Server) waitUnpaused(shard string) {
-	g := s.gate(shard)
-	g.mu.Lock()
-	held := g.held
-	g.mu.Unlock()
-	if held != nil {
-		<-held
+	if held := s.gate(shard).held.Load(); held != nil {
+		<-*held
 	}
 }
 
 func (s *Server) isPaused(shard string) bool {
-	g := s.gate(shard)
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return g.held != nil
+	return s.gate(shard).held.Load() != nil
 }
 
 // pause holds new transactions on shards and waits until their running ones
@@ -52,8 +55,9 @@ func (s *Server) pause(ctx context.Context, shards []string) error {
 	for _, sh := range shards {
 		g := s.gate(sh)
 		g.mu.Lock()
-		if g.held == nil {
-			g.held = make(chan struct{})
+		if g.held.Load() == nil {
+			held := make(chan struct{})
+			g.held.Store(&held)
 		}
 		g.mu.Unlock()
 	}
@@ -76,9 +80,9 @@ func (s *Server) resume(shards []string) {
 	for _, sh := range shards {
 		g := s.gate(sh)
 		g.mu.Lock()
-		if g.held != nil {
-			close(g.held)
-			g.held = nil
+		if held := g.held.Load(); held != nil {
+			close(*held)
+			g.held.Store(nil)
 		}
 		g.mu.Unlock()
 	}

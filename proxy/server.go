@@ -59,8 +59,8 @@ type Server struct {
 	shards     atomic.Pointer[shardmap.Map]
 	roundRobin atomic.Uint64
 
-	gatesMu  sync.Mutex
-	gates    map[string]*shardGate
+	gatesMu  sync.Mutex                            // serialises making gates
+	gates    atomic.Pointer[map[string]*shardGate] // copied on write
 	reloadFn func() error
 
 	// connect replaces dialling Postgres in this package's benchmarks.
@@ -86,12 +86,13 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{log: log, pools: map[poolKey]*pool.Pool{}, sessions: map[uint32]*session{}, gates: map[string]*shardGate{}, instance: newInstanceID(),
+	s := &Server{log: log, pools: map[poolKey]*pool.Pool{}, sessions: map[uint32]*session{}, instance: newInstanceID(),
 		analyzer: router.NewAnalyzer(router.Config{ReadOnlyFunctions: cfg.Routing.ReadOnlyFunctions})}
 	m, err := shardmap.New(cfg)
 	if err != nil {
 		return nil, err
 	}
+	s.gates.Store(&map[string]*shardGate{})
 	s.cfg.Store(cfg)
 	s.auth.Store(auth)
 	s.shards.Store(m)

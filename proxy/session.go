@@ -675,7 +675,14 @@ func (s *session) lockAttached(req routeRequest) error {
 		shard = s.srv.ShardMap().DefaultShard()
 	}
 	s.srv.waitUnpaused(shard)
-	deadline := time.Now().Add(s.srv.config().Pool.AcquireTimeout)
+	// The acquire clock starts when a connection is not free at once (only
+	// Borrow returns errors, so the writer wait below always has it set).
+	var deadline time.Time
+	startClock := func() {
+		if deadline.IsZero() {
+			deadline = time.Now().Add(s.srv.config().Pool.AcquireTimeout)
+		}
+	}
 	var skip string
 	var p *pool.Pool
 	var c *pool.Conn
@@ -689,6 +696,7 @@ func (s *session) lockAttached(req routeRequest) error {
 		var ok bool
 		c, ok = p.TryBorrow()
 		if !ok {
+			startClock()
 			// No session context: only this goroutine could end the
 			// session, and it is the one waiting.
 			ctx, cancel := context.WithTimeout(context.Background(), s.srv.config().Pool.AcquireTimeout)
