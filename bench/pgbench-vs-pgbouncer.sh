@@ -10,6 +10,8 @@
 # Knobs (environment): DURATION=15 (seconds per run) CLIENTS=32 JOBS=2
 # ROUNDS=2 (bouncer/shardwire pairs per mode) SCALE=10 POOL_SIZE=20
 # MODES="simple extended prepared" PROXIES="pgbouncer shardwire" WARMUP=3
+# (PROXIES may also name looproto: bench/looproto, an experimental event-loop
+# relay that only shows what that shape costs in Go; not a proxy to use)
 # SHARDWIRE_BIN=path (a prebuilt binary instead of building ./cmd/shardwire)
 # KEEP=1 (keep the work directory with every log and config)
 #
@@ -73,7 +75,7 @@ if wants shardwire; then
 fi
 
 password=$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')
-"$work/benchenv" -info "$work/env.sh" -user bench -password "$password" -database bench -free-ports 3 \
+"$work/benchenv" -info "$work/env.sh" -user bench -password "$password" -database bench -free-ports 4 \
 	>"$work/benchenv.log" 2>&1 &
 benchenv_pid=$!
 pids+=("$benchenv_pid")
@@ -85,7 +87,7 @@ done
 [ -e "$work/env.sh" ] || die "PostgreSQL did not start in 120 s"
 # shellcheck source=/dev/null
 source "$work/env.sh"
-read -r BOUNCER_PORT SW_PORT SW_ADMIN_PORT <<<"$FREE_PORTS"
+read -r BOUNCER_PORT SW_PORT SW_ADMIN_PORT LOOP_PORT <<<"$FREE_PORTS"
 export PGPASSWORD=$password PGSSLMODE=disable PGCONNECT_TIMEOUT=10
 log "PostgreSQL on $PRIMARY_ADDR ($("$(pg_config --bindir)/postgres" --version))"
 
@@ -167,9 +169,19 @@ EOF
 	wait_ready "$SW_PORT" "${PID[shardwire]}" shardwire "$work/shardwire.log"
 	log "shardwire $("$work/shardwire" version 2>/dev/null || true) on 127.0.0.1:$SW_PORT, pid ${PID[shardwire]}"
 fi
+if wants looproto; then
+	go build -o "$work/looproto" ./bench/looproto
+	"$work/looproto" -listen "127.0.0.1:$LOOP_PORT" -servers "$POOL_SIZE" \
+		-server "postgres://bench:$password@$PRIMARY_ADDR/bench?sslmode=disable" >"$work/looproto.log" 2>&1 &
+	PID[looproto]=$!
+	PORT[looproto]=$LOOP_PORT
+	pids+=("${PID[looproto]}")
+	wait_ready "$LOOP_PORT" "${PID[looproto]}" looproto "$work/looproto.log"
+	log "looproto (experiment) on 127.0.0.1:$LOOP_PORT, pid ${PID[looproto]}"
+fi
 read -ra proxies <<<"$PROXIES"
 for p in "${proxies[@]}"; do
-	[ -n "${PID[$p]:-}" ] || die "unknown proxy $p (pgbouncer, shardwire)"
+	[ -n "${PID[$p]:-}" ] || die "unknown proxy $p (pgbouncer, shardwire, looproto)"
 done
 
 # cpu_ticks PID: user+system CPU of the process, all threads, in clock ticks.
@@ -247,9 +259,13 @@ awk '
 				if (bad[k]) printf "  -M %-9s %-10s at least one run FAILED\n", m, prox[j]
 				if (n[k]) printf "  -M %-9s %-10s %10.0f tps  %7.2f CPU ms per 1000 transactions\n", m, prox[j], tps[k] / n[k], cpu[k] * 1000 / tx[k]
 			}
-			b = m " pgbouncer"; s = m " shardwire"
-			if (n[b] && n[s] && !bad[b] && !bad[s])
-				printf "  -M %-9s TPS ratio shardwire/pgbouncer = %.3f, CPU per transaction ratio = %.3f\n", m,
-					(tps[s] / n[s]) / (tps[b] / n[b]), (cpu[s] / tx[s]) / (cpu[b] / tx[b])
+			b = m " pgbouncer"
+			for (j = 1; j <= np; j++) {
+				if (prox[j] == "pgbouncer") continue
+				s = m " " prox[j]
+				if (n[b] && n[s] && !bad[b] && !bad[s])
+					printf "  -M %-9s TPS ratio %s/pgbouncer = %.3f, CPU per transaction ratio = %.3f\n", m, prox[j],
+						(tps[s] / n[s]) / (tps[b] / n[b]), (cpu[s] / tx[s]) / (cpu[b] / tx[b])
+			}
 		}
 	}' "$results"
