@@ -7,8 +7,9 @@
 // A busy client has one goroutine that reads the client and writes to the
 // attached server connection; it reads the server's replies itself after
 // each flush point. A second goroutine relays what the server sends when
-// replies must flow while the client is read: slow statements (no reply
-// within 5 ms), large pipelines, pinned connections and session mode. Both
+// replies must flow while the client is read: slow statements (no reply by
+// the idle waiter's next sweep, within 100 ms; 5 ms where there is no
+// waiter), large pipelines, pinned connections and session mode. Both
 // share the session's state under one mutex; socket I/O never happens under
 // it, so a slow client cannot block the server side or the reverse (large
 // pipelines cannot deadlock).
