@@ -65,26 +65,7 @@ func newIdleWaiter(srv *Server) (*idleWaiter, error) {
 
 // socketFD returns the descriptor of a plain TCP or Unix socket, or -1 for
 // anything else (TLS keeps decrypted bytes of its own that epoll cannot see).
-func socketFD(c net.Conn) int32 {
-	var sc syscall.Conn
-	switch c := c.(type) {
-	case *net.TCPConn:
-		sc = c
-	case *net.UnixConn:
-		sc = c
-	case *sockio.Conn:
-		sc = c
-	default:
-		return -1
-	}
-	raw, err := sc.SyscallConn()
-	if err != nil {
-		return -1
-	}
-	fd := int32(-1)
-	_ = raw.Control(func(d uintptr) { fd = int32(d) })
-	return fd
-}
+func socketFD(c net.Conn) int32 { return int32(sockio.FD(c)) }
 
 // park hands s, whose client has nothing buffered and is between
 // transactions, to the waiter. It returns false when s cannot be parked (not

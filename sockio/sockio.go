@@ -21,20 +21,43 @@ type Conn struct {
 // Wrap returns c as a *Conn when it is a plain TCP or Unix socket, and c
 // itself otherwise (TLS, pipes, test doubles).
 func Wrap(c net.Conn) net.Conn {
+	raw, ok := rawConn(c)
+	if !ok {
+		return c
+	}
+	if _, wrapped := c.(*Conn); wrapped {
+		return c
+	}
+	return &Conn{Conn: c, raw: raw}
+}
+
+// FD returns the descriptor of a plain TCP or Unix socket, wrapped or not,
+// or -1 for anything else (TLS keeps decrypted bytes of its own that a
+// poller on the descriptor cannot see).
+func FD(c net.Conn) int {
+	raw, ok := rawConn(c)
+	if !ok {
+		return -1
+	}
+	fd := -1
+	_ = raw.Control(func(d uintptr) { fd = int(d) })
+	return fd
+}
+
+func rawConn(c net.Conn) (syscall.RawConn, bool) {
 	var sc syscall.Conn
 	switch c := c.(type) {
 	case *net.TCPConn:
 		sc = c
 	case *net.UnixConn:
 		sc = c
+	case *Conn:
+		return c.raw, true
 	default:
-		return c
+		return nil, false
 	}
 	raw, err := sc.SyscallConn()
-	if err != nil {
-		return c
-	}
-	return &Conn{Conn: c, raw: raw}
+	return raw, err == nil
 }
 
 // SyscallConn gives access to the socket's descriptor.
@@ -93,12 +116,7 @@ func (c *Conn) Read(b []byte) (int, error) {
 	if len(b) == 0 {
 		return 0, nil
 	}
-	op := ops.Get().(*ioOp)
-	op.b, op.n, op.errno = b, 0, 0
-	err := c.raw.Read(op.readFn)
-	n, errno := op.n, op.errno
-	op.b = nil
-	ops.Put(op)
+	n, errno, err := c.do(b, false)
 	switch {
 	case err != nil:
 		return 0, c.opError("read", err)
@@ -116,12 +134,7 @@ func (c *Conn) Write(b []byte) (int, error) {
 	if len(b) == 0 {
 		return 0, nil
 	}
-	op := ops.Get().(*ioOp)
-	op.b, op.n, op.errno = b, 0, 0
-	err := c.raw.Write(op.writeFn)
-	n, errno := op.n, op.errno
-	op.b = nil
-	ops.Put(op)
+	n, errno, err := c.do(b, true)
 	switch {
 	case err != nil:
 		return n, c.opError("write", err)
@@ -129,6 +142,22 @@ func (c *Conn) Write(b []byte) (int, error) {
 		return n, c.opError("write", os.NewSyscallError("sendto", errno))
 	}
 	return n, nil
+}
+
+// do runs one Read or Write through the RawConn with a pooled ioOp.
+func (c *Conn) do(b []byte, write bool) (int, syscall.Errno, error) {
+	op := ops.Get().(*ioOp)
+	op.b, op.n, op.errno = b, 0, 0
+	var err error
+	if write {
+		err = c.raw.Write(op.writeFn)
+	} else {
+		err = c.raw.Read(op.readFn)
+	}
+	n, errno := op.n, op.errno
+	op.b = nil
+	ops.Put(op)
+	return n, errno, err
 }
 
 func (c *Conn) opError(op string, err error) error {

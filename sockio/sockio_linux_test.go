@@ -57,6 +57,21 @@ func TestWrapLeavesOtherConns(t *testing.T) {
 	if got := Wrap(a); got != a {
 		t.Fatalf("Wrap(pipe) = %T, want the pipe itself", got)
 	}
+	if fd := FD(a); fd != -1 {
+		t.Fatalf("FD(pipe) = %d, want -1", fd)
+	}
+}
+
+func TestFDAndRewrap(t *testing.T) {
+	t.Parallel()
+	c, _ := pair(t, "tcp")
+	inner := c.(*Conn).Conn
+	if fd := FD(c); fd < 0 || fd != FD(inner) {
+		t.Fatalf("FD(wrapped) = %d, FD(socket) = %d; want the same descriptor", fd, FD(inner))
+	}
+	if again := Wrap(c); again != c {
+		t.Fatal("Wrap of a *Conn wrapped it again")
+	}
 }
 
 func TestConn(t *testing.T) {
