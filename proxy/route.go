@@ -292,16 +292,13 @@ func (s *session) routeShard(an *router.Analysis, sql string, lits []router.Lite
 	return shard, nil
 }
 
-// route decides where a statement runs: one shard ("" when any will do),
-// or, for a statement that must run on several, their route (multi).
-// fixedShard returns the shard a simple Query goes to, and true, when
-// nothing in its text can change where it runs: the shard map has one shard
+// fixedShard returns the shard a statement goes to, and true, when nothing
+// in its text or parameters can change where it runs: the shard map has one shard
 // and no tables, no hint comment or SET shardwire.* steers routing, and no
 // read would go to a replica (routing.reads: primary, or a shard without
-// replicas whose reads fall back to the primary). The SQL analysis that
-// would only confirm it is then skipped (a tenth of the proxy's CPU per
-// query under pgbench -S); the work is treated as a write, which goes to
-// the same primary.
+// replicas whose reads fall back to the primary). Routing, and for a
+// simple Query the SQL analysis, would only confirm it and are skipped;
+// such a Query is treated as a write, which goes to the same primary.
 func (s *session) fixedShard(hints router.Hints) (string, bool) {
 	if hints.Any() || s.roleSetting != router.RoleAuto || s.shardSetting != "" || s.hasKey {
 		return "", false
@@ -325,7 +322,12 @@ func (s *session) fixedShard(hints router.Hints) (string, bool) {
 	return "", false
 }
 
+// route decides where a statement runs: one shard ("" when any will do),
+// or, for a statement that must run on several, their route (multi).
 func (s *session) route(an *router.Analysis, sql string, lits []router.Literal, params router.Params, hints router.Hints) (shard string, multi *router.Route, err error) {
+	if shard, ok := s.fixedShard(hints); ok {
+		return shard, nil, nil
+	}
 	m := s.shardMap()
 	r, err := s.srv.analyzer.Route(an, sql, lits, params, m, s.routeOptionsWith(hints))
 	if err != nil {

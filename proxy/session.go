@@ -1254,6 +1254,9 @@ func (s *session) bindRoute(st *preparedStmt, bind []byte) (shard string, multi 
 		}
 		return shard, nil, nil
 	}
+	if shard, ok := s.fixedShard(st.hints); ok {
+		return shard, nil, nil
+	}
 	// The parameters are needed only while routing: parse them into the
 	// session's scratch instead of allocating per Bind.
 	params := &s.ws.bindScratch
