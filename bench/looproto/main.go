@@ -1,10 +1,11 @@
 // Command looproto is an experiment, not part of shardwire: a minimal
 // transaction-pooling relay built as one epoll event loop on one locked OS
-// thread, the shape of PgBouncer's main loop, written in Go. It answers the
-// question behind issue 2's CPU target: how much of shardwire's CPU per
-// transaction above PgBouncer's is the goroutine-per-client design (two
-// goroutine parks, two poller wake-ups and two empty reads per transaction)
-// rather than the proxy's own logic.
+// thread, the shape of PgBouncer's main loop, written in Go; with -shape
+// goroutines, the same relay with a goroutine per client, shardwire's
+// shape. It answers the question behind issue 2's CPU target: how much of
+// shardwire's CPU per transaction above PgBouncer's is the
+// goroutine-per-client design (two goroutine parks, two poller wake-ups and
+// two empty reads per transaction) and how much the proxy's own logic.
 //
 // It does only what pgbench -S needs: trust login of every client (no
 // password check), a fixed set of server connections logged in with pgconn
@@ -14,7 +15,7 @@
 // error handling beyond closing the client. Never use it for anything but
 // this measurement:
 //
-//	go run ./bench/looproto -listen 127.0.0.1:47101 -server 'postgres://bench:pw@127.0.0.1:5432/bench' -servers 20
+//	go run ./bench/looproto -listen 127.0.0.1:47101 -server 'postgres://bench:pw@127.0.0.1:5432/bench' -servers 20 [-shape goroutines]
 //	pgbench -n -S -c 32 -j 2 -T 10 -h 127.0.0.1 -p 47101 -U bench bench
 package main
 
@@ -62,17 +63,13 @@ func main() {
 	listen := flag.String("listen", "127.0.0.1:47101", "address for clients")
 	server := flag.String("server", "", "Postgres URL for the server connections")
 	servers := flag.Int("servers", 20, "server connections")
+	shape := flag.String("shape", "loop", "loop (one epoll loop) or goroutines (one per client, as shardwire)")
 	flag.Parse()
-	if *server == "" {
+	if *server == "" || (*shape != "loop" && *shape != "goroutines") {
 		flag.Usage()
 		os.Exit(2)
 	}
-	runtime.GOMAXPROCS(1)
-	epfd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
-	if err != nil {
-		log.Fatal(err)
-	}
-	l := &loop{epfd: epfd, conns: map[int]*conn{}}
+	var serverConns []net.Conn
 	for range *servers {
 		pc, err := pgconn.Connect(context.Background(), *server)
 		if err != nil {
@@ -82,11 +79,24 @@ func main() {
 		if err != nil {
 			log.Fatal(err)
 		}
-		l.add(h.Conn, true)
+		serverConns = append(serverConns, h.Conn)
 	}
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
 		log.Fatal(err)
+	}
+	if *shape == "goroutines" {
+		serveGoroutines(ln, serverConns)
+		return
+	}
+	runtime.GOMAXPROCS(1)
+	epfd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
+	if err != nil {
+		log.Fatal(err)
+	}
+	l := &loop{epfd: epfd, conns: map[int]*conn{}}
+	for _, sc := range serverConns {
+		l.add(sc, true)
 	}
 	accepted := make(chan net.Conn, 64)
 	go func() {
@@ -196,6 +206,22 @@ func (l *loop) fromClient(c *conn, b []byte) {
 // ReadyForQuery 'I' that ends b.
 func (l *loop) fromServer(s *conn, b []byte) {
 	c := s.peer
+	idle := s.scan(b)
+	if c != nil {
+		write(c.fd, b)
+	}
+	if idle {
+		if c != nil {
+			c.peer = nil
+		}
+		s.peer = nil
+		l.release(s)
+	}
+}
+
+// scan follows the server's message framing through b and reports whether
+// b ends with a ReadyForQuery 'I'.
+func (s *conn) scan(b []byte) bool {
 	idle := false
 	for i := 0; i < len(b); {
 		if s.zNext {
@@ -222,16 +248,7 @@ func (l *loop) fromServer(s *conn, b []byte) {
 		idle = false
 		s.zNext = typ == 'Z' && size == 1
 	}
-	if c != nil {
-		write(c.fd, b)
-	}
-	if idle && s.left == 0 {
-		if c != nil {
-			c.peer = nil
-		}
-		s.peer = nil
-		l.release(s)
-	}
+	return idle && s.left == 0
 }
 
 func (l *loop) release(s *conn) {
@@ -259,6 +276,12 @@ func (l *loop) startup(c *conn, b []byte) {
 		return
 	}
 	c.started = true
+	write(c.fd, startupReply())
+}
+
+// startupReply is AuthenticationOk, a few ParameterStatus, BackendKeyData
+// and ReadyForQuery.
+func startupReply() []byte {
 	var out []byte
 	out = append(out, 'R', 0, 0, 0, 8, 0, 0, 0, 0)
 	for _, kv := range [][2]string{{"server_version", "15.0"}, {"client_encoding", "UTF8"}, {"DateStyle", "ISO, MDY"},
@@ -269,8 +292,7 @@ func (l *loop) startup(c *conn, b []byte) {
 		out = append(out, body...)
 	}
 	out = append(out, 'K', 0, 0, 0, 12, 0, 0, 0, 1, 0, 0, 0, 1)
-	out = append(out, 'Z', 0, 0, 0, 5, 'I')
-	write(c.fd, out)
+	return append(out, 'Z', 0, 0, 0, 5, 'I')
 }
 
 // write sends all of b, waiting (rarely) while the socket buffer is full.
