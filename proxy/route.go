@@ -314,12 +314,8 @@ func (s *session) fixedShard(hints router.Hints) (string, bool) {
 	if cfg.Routing.Fallback == "error" {
 		return "", false
 	}
-	for i := range cfg.Shards {
-		if cfg.Shards[i].Name == shard {
-			return shard, len(cfg.Shards[i].Replicas) == 0
-		}
-	}
-	return "", false
+	sh, ok := cfg.Shard(shard)
+	return shard, ok && len(sh.Replicas) == 0
 }
 
 // route decides where a statement runs: one shard ("" when any will do),
@@ -328,6 +324,12 @@ func (s *session) route(an *router.Analysis, sql string, lits []router.Literal, 
 	if shard, ok := s.fixedShard(hints); ok {
 		return shard, nil, nil
 	}
+	return s.routeAnalyzed(an, sql, lits, params, hints)
+}
+
+// routeAnalyzed is route for a caller that has already found fixedShard
+// false.
+func (s *session) routeAnalyzed(an *router.Analysis, sql string, lits []router.Literal, params router.Params, hints router.Hints) (shard string, multi *router.Route, err error) {
 	m := s.shardMap()
 	r, err := s.srv.analyzer.Route(an, sql, lits, params, m, s.routeOptionsWith(hints))
 	if err != nil {

@@ -303,10 +303,11 @@ func (s *Server) handshake(cc *clientConn) (*session, error) {
 		params: params, txStatus: 'I',
 	}
 	sess.startupParams = sess.params.share()
-	secret := make([]byte, 4)
+	keyLen := 4
 	if req.effectiveMinor() >= 2 {
-		secret = make([]byte, 32)
+		keyLen = 32
 	}
+	secret := make([]byte, keyLen)
 	_, _ = rand.Read(secret)
 	sess.secret = string(secret)
 	s.register(sess)

@@ -916,7 +916,7 @@ func (s *session) handleQuery(typ byte, body []byte) error {
 	if !fixed {
 		an := s.srv.analyzer.ClassifyWith(&s.ws.scratch, sql)
 		req.read = an.Class.IsRead()
-		shard, multi, err = s.route(an, sql, s.ws.scratch.Literals(), nil, info.hints)
+		shard, multi, err = s.routeAnalyzed(an, sql, s.ws.scratch.Literals(), nil, info.hints)
 	}
 	if (err != nil || multi != nil) && info.single && info.stmt.Command == router.CmdCopy {
 		// COPY … TO STDOUT of a sharded table, or of a query across
@@ -1262,7 +1262,7 @@ func (s *session) bindRoute(st *preparedStmt, bind []byte) (shard string, multi 
 	params := &s.ws.bindScratch
 	err = parseBindParamsInto(params, bind, st.types)
 	if err == nil {
-		shard, multi, err = s.route(st.an, st.query, st.lits, params, st.hints)
+		shard, multi, err = s.routeAnalyzed(st.an, st.query, st.lits, params, st.hints)
 	}
 	clear(params.Values) // do not keep the read buffer referenced
 	params.Types = nil

@@ -21,11 +21,11 @@ type Conn struct {
 // Wrap returns c as a *Conn when it is a plain TCP or Unix socket, and c
 // itself otherwise (TLS, pipes, test doubles).
 func Wrap(c net.Conn) net.Conn {
-	raw, ok := rawConn(c)
-	if !ok {
+	if _, wrapped := c.(*Conn); wrapped {
 		return c
 	}
-	if _, wrapped := c.(*Conn); wrapped {
+	raw, ok := rawConn(c)
+	if !ok {
 		return c
 	}
 	return &Conn{Conn: c, raw: raw}
