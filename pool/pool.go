@@ -80,7 +80,7 @@ type Conn struct {
 
 	pool     *Pool
 	created  time.Time
-	returned time.Time
+	returned int64 // monoNow when last returned or opened
 	done     bool
 }
 
@@ -104,9 +104,13 @@ type Pool struct {
 	mu      sync.Mutex
 	idle    []*Conn
 	open    int // idle + borrowed + being dialled
-	waiters []chan grant
+	waiters []*waiter
 	closed  bool
-	params  map[string]string
+	// expiry fires at expiryAt, the earliest waiter deadline it was armed
+	// for, and times out every waiter past its deadline.
+	expiry   *time.Timer
+	expiryAt time.Time
+	params   map[string]string
 
 	borrows, dials, dialErrors, discards atomic.Uint64
 	waitNanos                            atomic.Int64
@@ -116,9 +120,34 @@ type Pool struct {
 	wg   sync.WaitGroup
 }
 
-// grant hands a waiter either a connection or the right to dial one (c == nil,
-// with open already counted for it).
-type grant struct{ c *Conn }
+// grant is what a waiter is handed by whoever takes it off the queue: a
+// connection, the right to dial one (open already counted for it), or the
+// end of its wait.
+type grant struct {
+	kind grantKind
+	c    *Conn
+}
+
+type grantKind uint8
+
+const (
+	grantConn grantKind = iota
+	grantDial
+	grantTimeout   // its deadline passed
+	grantClosed    // the pool closed
+	grantCancelled // (never sent) the waiter's context ended
+)
+
+// waiter is one Borrow waiting its turn. Grants are sent with mu held by
+// whoever removes the waiter from the queue, exactly one per wait, so the
+// channel (capacity 1) is empty again once the waiter has received it and
+// the waiter can be reused.
+type waiter struct {
+	ch       chan grant
+	deadline time.Time // zero: none
+}
+
+var waiters = sync.Pool{New: func() any { return &waiter{ch: make(chan grant, 1)} }}
 
 // New creates a pool; it dials nothing until the first Borrow.
 func New(opts Options) *Pool {
@@ -148,6 +177,14 @@ func (p *Pool) User() string { return p.opts.User }
 // Borrow returns a connection for the caller's exclusive use. It waits until
 // ctx ends for one to come free.
 func (p *Pool) Borrow(ctx context.Context) (*Conn, error) {
+	return p.BorrowUntil(ctx, time.Time{})
+}
+
+// BorrowUntil is Borrow that also gives up at deadline (none if zero) with
+// ErrTimeout. A deadline costs no timer of its own: the pool keeps one for
+// its earliest waiter, so a client that waits its turn under load (the
+// common case with more clients than connections) sets up nothing per wait.
+func (p *Pool) BorrowUntil(ctx context.Context, deadline time.Time) (*Conn, error) {
 	p.borrows.Add(1)
 	for {
 		p.mu.Lock()
@@ -169,54 +206,148 @@ func (p *Pool) Borrow(ctx context.Context) (*Conn, error) {
 		if p.open < p.opts.Size {
 			p.open++
 			p.mu.Unlock()
-			return p.dialCounted(ctx)
+			return p.dialBy(ctx, deadline)
 		}
-		ch := make(chan grant, 1)
-		p.waiters = append(p.waiters, ch)
+		w := waiters.Get().(*waiter)
+		w.deadline = deadline
+		p.waiters = append(p.waiters, w)
+		p.armExpiryLocked(deadline)
 		p.mu.Unlock()
 
-		start := time.Now()
-		select {
-		case g, ok := <-ch:
-			p.waitNanos.Add(int64(time.Since(start)))
-			if !ok {
-				return nil, ErrClosed
+		start := monoNow()
+		var g grant
+		if done := ctx.Done(); done == nil {
+			g = <-w.ch
+		} else {
+			select {
+			case g = <-w.ch:
+			case <-done:
+				p.mu.Lock()
+				if p.removeWaiterLocked(w) {
+					g = grant{kind: grantCancelled}
+				}
+				p.mu.Unlock()
+				if g.kind != grantCancelled {
+					// Whoever took w off the queue sent its grant
+					// under mu, so it is in the channel now.
+					g = <-w.ch
+					if g.kind == grantConn || g.kind == grantDial {
+						p.passOn(g)
+						g = grant{kind: grantCancelled}
+					}
+				}
 			}
-			if g.c == nil {
-				return p.dialCounted(ctx)
-			}
+		}
+		p.waitNanos.Add(monoNow() - start)
+		waiters.Put(w) // its channel is empty: every grant was received
+		switch g.kind {
+		case grantConn:
 			if p.usable(g.c) {
 				p.inUse.Add(1)
 				return g.c, nil
 			}
 			p.closeConn(g.c)
-		case <-ctx.Done():
-			p.waitNanos.Add(int64(time.Since(start)))
-			p.mu.Lock()
-			for i, w := range p.waiters {
-				if w == ch {
-					p.waiters = append(p.waiters[:i], p.waiters[i+1:]...)
-					break
-				}
-			}
-			p.mu.Unlock()
-			// A grant may have raced with the timeout: pass it on.
-			select {
-			case g := <-ch:
-				if g.c != nil {
-					p.inUse.Add(1) // Return counts it back
-					p.Return(g.c)
-				} else {
-					p.release()
-				}
-			default:
-			}
+		case grantDial:
+			return p.dialBy(ctx, deadline)
+		case grantTimeout:
+			return nil, ErrTimeout
+		case grantClosed:
+			return nil, ErrClosed
+		default: // grantCancelled
 			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 				return nil, ErrTimeout
 			}
 			return nil, ctx.Err()
 		}
 	}
+}
+
+// nextWaiterLocked takes the first waiter off the queue, or returns nil;
+// mu is held.
+func (p *Pool) nextWaiterLocked() *waiter {
+	if len(p.waiters) == 0 {
+		return nil
+	}
+	w := p.waiters[0]
+	p.waiters[0] = nil
+	p.waiters = p.waiters[1:]
+	return w
+}
+
+// removeWaiterLocked takes w off the queue if it is still there; mu is held.
+func (p *Pool) removeWaiterLocked(w *waiter) bool {
+	for i, x := range p.waiters {
+		if x == w {
+			p.waiters = append(p.waiters[:i], p.waiters[i+1:]...)
+			return true
+		}
+	}
+	return false
+}
+
+// armExpiryLocked makes sure the expiry timer fires by deadline; mu is held.
+// Waiters queue in order and mostly share one timeout, so after the first
+// the timer is usually armed early enough already.
+func (p *Pool) armExpiryLocked(deadline time.Time) {
+	if deadline.IsZero() || (!p.expiryAt.IsZero() && !deadline.Before(p.expiryAt)) {
+		return
+	}
+	p.expiryAt = deadline
+	d := time.Until(deadline)
+	if p.expiry == nil {
+		p.expiry = time.AfterFunc(d, p.expire)
+		return
+	}
+	p.expiry.Reset(d)
+}
+
+// expire times out the waiters whose deadline has passed and arms the timer
+// for the earliest one left.
+func (p *Pool) expire() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	now := time.Now()
+	p.expiryAt = time.Time{}
+	var next time.Time
+	keep := p.waiters[:0]
+	for _, w := range p.waiters {
+		switch {
+		case w.deadline.IsZero():
+			keep = append(keep, w)
+		case !w.deadline.After(now):
+			w.ch <- grant{kind: grantTimeout}
+		default:
+			keep = append(keep, w)
+			if next.IsZero() || w.deadline.Before(next) {
+				next = w.deadline
+			}
+		}
+	}
+	clear(p.waiters[len(keep):])
+	p.waiters = keep
+	if !p.closed {
+		p.armExpiryLocked(next)
+	}
+}
+
+// dialBy dials a counted connection, within deadline if there is one.
+func (p *Pool) dialBy(ctx context.Context, deadline time.Time) (*Conn, error) {
+	if !deadline.IsZero() {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, deadline)
+		defer cancel()
+	}
+	return p.dialCounted(ctx)
+}
+
+// passOn gives a grant that reached a waiter who gave up to the next one.
+func (p *Pool) passOn(g grant) {
+	if g.kind == grantConn {
+		p.inUse.Add(1) // Return counts it back
+		p.Return(g.c)
+		return
+	}
+	p.release()
 }
 
 // TryBorrow returns an idle connection without waiting or dialling, if one
@@ -275,11 +406,18 @@ func (p *Pool) usable(c *Conn) bool {
 	if c.Reader.Buffered() > 0 {
 		return false
 	}
-	if time.Since(c.returned) > checkIdleAfter && peerClosed(c.Conn) {
+	if time.Duration(monoNow()-c.returned) > checkIdleAfter && peerClosed(c.Conn) {
 		return false
 	}
 	return true
 }
+
+// epoch starts the pool's monotonic clock.
+var epoch = time.Now()
+
+// monoNow reads the monotonic clock in nanoseconds: one clock read where
+// time.Now takes two (wall and monotonic), on paths taken per transaction.
+func monoNow() int64 { return int64(time.Since(epoch)) }
 
 // checkIdleAfter is how long a connection must have idled before a borrow
 // checks that the server has not closed it.
@@ -291,18 +429,16 @@ func (p *Pool) Return(c *Conn) {
 		return
 	}
 	p.inUse.Add(-1)
-	c.returned = time.Now()
+	c.returned = monoNow()
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
 		p.closeConn(c)
 		return
 	}
-	if len(p.waiters) > 0 {
-		ch := p.waiters[0]
-		p.waiters = p.waiters[1:]
+	if w := p.nextWaiterLocked(); w != nil {
+		w.ch <- grant{kind: grantConn, c: c}
 		p.mu.Unlock()
-		ch <- grant{c}
 		return
 	}
 	p.idle = append(p.idle, c)
@@ -332,11 +468,9 @@ func (p *Pool) closeConn(c *Conn) {
 // release frees one counted slot, giving a waiter the right to dial.
 func (p *Pool) release() {
 	p.mu.Lock()
-	if len(p.waiters) > 0 && !p.closed {
-		ch := p.waiters[0]
-		p.waiters = p.waiters[1:]
+	if w := p.nextWaiterLocked(); w != nil && !p.closed {
+		w.ch <- grant{kind: grantDial}
 		p.mu.Unlock()
-		ch <- grant{}
 		return
 	}
 	p.open--
@@ -392,7 +526,7 @@ func (p *Pool) adoptReader(nc net.Conn, r *bufio.Reader, info ServerInfo) *Conn 
 		Prepared:  NewStatementCache(0),
 		pool:      p,
 		created:   now,
-		returned:  now,
+		returned:  monoNow(),
 	}
 	p.mu.Lock()
 	if p.params == nil {
@@ -484,15 +618,17 @@ func (p *Pool) Close() {
 	p.closed = true
 	idle := p.idle
 	p.idle = nil
-	waiters := p.waiters
+	for _, w := range p.waiters {
+		w.ch <- grant{kind: grantClosed}
+	}
 	p.waiters = nil
+	if p.expiry != nil {
+		p.expiry.Stop()
+	}
 	p.mu.Unlock()
 	close(p.stop)
 	for _, c := range idle {
 		p.closeConn(c)
-	}
-	for _, w := range waiters {
-		close(w)
 	}
 	p.wg.Wait()
 }
@@ -524,7 +660,7 @@ func (p *Pool) reap() {
 		remaining := len(p.idle)
 		for _, c := range p.idle { // oldest first: Return appends
 			old := p.opts.MaxLifetime > 0 && time.Since(c.created) > p.opts.MaxLifetime
-			stale := p.opts.IdleTimeout > 0 && time.Since(c.returned) > p.opts.IdleTimeout && remaining > p.opts.MinIdle
+			stale := p.opts.IdleTimeout > 0 && time.Duration(monoNow()-c.returned) > p.opts.IdleTimeout && remaining > p.opts.MinIdle
 			if old || stale {
 				drop = append(drop, c)
 				remaining--

@@ -226,3 +226,125 @@ func TestIdleConnectionClosedByServer(t *testing.T) {
 		}
 	}
 }
+
+// TestBorrowUntil: waiters give up at their own deadlines (the pool's one
+// timer serves them all), on their context, or when the pool closes, and a
+// waiter with neither gets the next connection back.
+func TestBorrowUntil(t *testing.T) {
+	t.Parallel()
+	var dials atomic.Int64
+	p := New(Options{Addr: "x:1", Size: 1, Connect: pipeConnect(t, &dials)})
+	defer p.Close()
+	a, err := p.Borrow(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	type result struct {
+		c   *Conn
+		err error
+	}
+	wait := func(ctx context.Context, deadline time.Time) chan result {
+		out := make(chan result, 1)
+		go func() {
+			c, err := p.BorrowUntil(ctx, deadline)
+			out <- result{c, err}
+		}()
+		return out
+	}
+	start := time.Now()
+	late := wait(context.Background(), start.Add(400*time.Millisecond))
+	early := wait(context.Background(), start.Add(50*time.Millisecond))
+	ctx, cancel := context.WithCancel(context.Background())
+	cancelled := wait(ctx, time.Time{})
+	patient := wait(context.Background(), time.Time{})
+
+	if r := <-early; !errors.Is(r.err, ErrTimeout) {
+		t.Fatalf("early waiter: %v, want ErrTimeout", r.err)
+	}
+	if since := time.Since(start); since < 50*time.Millisecond {
+		t.Fatalf("early waiter gave up after %v, before its deadline", since)
+	}
+	select {
+	case r := <-late:
+		t.Fatalf("the later waiter gave up with the earlier one: %v", r.err)
+	default:
+	}
+	cancel()
+	if r := <-cancelled; !errors.Is(r.err, context.Canceled) {
+		t.Fatalf("cancelled waiter: %v, want context.Canceled", r.err)
+	}
+	if r := <-late; !errors.Is(r.err, ErrTimeout) || time.Since(start) < 400*time.Millisecond {
+		t.Fatalf("late waiter: %v after %v, want ErrTimeout after 400ms", r.err, time.Since(start))
+	}
+	p.Return(a)
+	if r := <-patient; r.err != nil || r.c != a {
+		t.Fatalf("patient waiter got %p, %v; want the returned %p", r.c, r.err, a)
+	}
+	closed := wait(context.Background(), time.Now().Add(time.Minute))
+	for p.Stats().Waiting == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	p.Close()
+	if r := <-closed; !errors.Is(r.err, ErrClosed) {
+		t.Fatalf("waiter on a closed pool: %v, want ErrClosed", r.err)
+	}
+	if dials.Load() != 1 {
+		t.Fatalf("%d dials, want 1", dials.Load())
+	}
+}
+
+// TestBorrowUntilLosesNothing: borrowers that give up (deadline or context)
+// while connections are returned and handed over must not lose one: after
+// the storm every connection can be borrowed again without a new dial.
+func TestBorrowUntilLosesNothing(t *testing.T) {
+	t.Parallel()
+	const size = 3
+	var dials atomic.Int64
+	p := New(Options{Addr: "x:1", Size: size, Connect: pipeConnect(t, &dials)})
+	defer p.Close()
+	var wg sync.WaitGroup
+	var served, gaveUp atomic.Int64
+	for i := 0; i < 24; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := 0; j < 300; j++ {
+				ctx, cancel := context.WithCancel(context.Background())
+				if j%3 == 0 {
+					go cancel() // races with the grant
+				}
+				c, err := p.BorrowUntil(ctx, time.Now().Add(time.Duration(j%5)*100*time.Microsecond))
+				cancel()
+				if err != nil {
+					if !errors.Is(err, ErrTimeout) && !errors.Is(err, context.Canceled) {
+						t.Error(err)
+						return
+					}
+					gaveUp.Add(1)
+					continue
+				}
+				served.Add(1)
+				time.Sleep(50 * time.Microsecond) // so that others wait
+				p.Return(c)
+			}
+		}()
+	}
+	wg.Wait()
+	if served.Load() == 0 || gaveUp.Load() == 0 {
+		t.Fatalf("served %d, gave up %d: the test did not exercise both", served.Load(), gaveUp.Load())
+	}
+	var held []*Conn
+	for i := 0; i < size; i++ {
+		c, ok := p.TryBorrow()
+		if !ok {
+			t.Fatalf("only %d of %d connections are idle after the storm (in use %d, stats %+v)", i, size, p.InUse(), p.Stats())
+		}
+		held = append(held, c)
+	}
+	if dials.Load() != size || p.InUse() != size || p.Stats().Waiting != 0 {
+		t.Fatalf("dials %d in use %d stats %+v", dials.Load(), p.InUse(), p.Stats())
+	}
+	for _, c := range held {
+		p.Return(c)
+	}
+}

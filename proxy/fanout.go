@@ -7,6 +7,7 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/shardwire/shardwire/pool"
 )
@@ -75,9 +76,7 @@ func (s *session) borrowLeg(shard string, read bool) (*leg, error) {
 		}
 		c, ok := p.TryBorrow()
 		if !ok {
-			ctx, cancel := context.WithTimeout(context.Background(), timeout)
-			c, err = p.Borrow(ctx)
-			cancel()
+			c, err = p.BorrowUntil(context.Background(), time.Now().Add(timeout))
 		}
 		if err != nil && !isWriter && attempt == 0 && !errors.Is(err, pool.ErrTimeout) {
 			skip = p.Addr()

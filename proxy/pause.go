@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -18,24 +17,9 @@ type shardGate struct {
 	held   atomic.Pointer[chan struct{}] // non-nil while paused; closed by RESUME
 }
 
-// gate returns shard's gate. Every transaction looks its gate up twice, so
-// the lookup takes no lock: gates are made once per shard, copying the map.
+// gate returns shard's gate, made on first use.
 func (s *Server) gate(shard string) *shardGate {
-	if g := (*s.gates.Load())[shard]; g != nil {
-		return g
-	}
-	s.gatesMu.Lock()
-	defer s.gatesMu.Unlock()
-	old := *s.gates.Load()
-	if g := old[shard]; g != nil {
-		return g
-	}
-	next := make(map[string]*shardGate, len(old)+1)
-	maps.Copy(next, old)
-	g := &shardGate{}
-	next[shard] = g
-	s.gates.Store(&next)
-	return g
+	return s.gates.get(shard, func() *shardGate { return &shardGate{} })
 }
 
 // waitUnpaused blocks a new transaction while its shard is paused.

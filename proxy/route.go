@@ -63,6 +63,9 @@ func (s *session) chooseNodeExcept(shard string, req routeRequest, skip string) 
 	if err != nil {
 		return nil, false, err
 	}
+	if t := s.target; t != nil && t.pool.Addr() == addr {
+		return t.pool, true, nil // the session's user's pool for addr
+	}
 	return s.srv.pool(addr, s.user), true, nil
 }
 
@@ -192,6 +195,20 @@ type queryInfo struct {
 	single  bool // exactly one statement
 	stmt    router.Statement
 	hints   router.Hints
+}
+
+// plain reports a single SELECT, INSERT, UPDATE, DELETE or MERGE with no
+// session effect and no hint: a statement whose analysis holds no part of
+// its text.
+func (q *queryInfo) plain() bool {
+	if !q.single || q.effects != nil || q.hints.Any() {
+		return false
+	}
+	switch q.stmt.Command {
+	case router.CmdSelect, router.CmdInsert, router.CmdUpdate, router.CmdDelete, router.CmdMerge:
+		return true
+	}
+	return false
 }
 
 // shardwireSetting handles SET/RESET shardwire.role, the session-level

@@ -59,8 +59,8 @@ type Server struct {
 	shards     atomic.Pointer[shardmap.Map]
 	roundRobin atomic.Uint64
 
-	gatesMu  sync.Mutex                            // serialises making gates
-	gates    atomic.Pointer[map[string]*shardGate] // copied on write
+	gates    cowMap[string, *shardGate]
+	targets  cowMap[targetKey, *attachTarget]
 	reloadFn func() error
 
 	// connect replaces dialling Postgres in this package's benchmarks.
@@ -92,7 +92,6 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.gates.Store(&map[string]*shardGate{})
 	s.cfg.Store(cfg)
 	s.auth.Store(auth)
 	s.shards.Store(m)

@@ -13,9 +13,9 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/shardwire/shardwire/config"
-	"github.com/shardwire/shardwire/metrics"
 	"github.com/shardwire/shardwire/pool"
 	"github.com/shardwire/shardwire/router"
 	"github.com/shardwire/shardwire/shardmap"
@@ -51,7 +51,7 @@ type slot struct {
 	stmt    *preparedStmt
 	effects *queryEffects // slotQuery, slotExecute
 	failed  bool
-	start   time.Time // slotQuery, slotExecute: when forwarded, for metrics
+	start   int64 // slotQuery, slotExecute: monoNow when forwarded, for metrics
 }
 
 func (k slotKind) injected() bool {
@@ -110,7 +110,7 @@ type session struct {
 	ryw          []rywMark
 	deferred     []string // BEGIN (and SET TRANSACTION …) held until the first statement
 	attachShard  string
-	nodeMetrics  *metrics.Node
+	target       *attachTarget // of the attached connection (or the last)
 
 	// fan is the fanout running a statement across shards, for cancel
 	// requests (guarded by mu); pendingMulti is a Bind of a statement that
@@ -699,9 +699,7 @@ func (s *session) lockAttached(req routeRequest) error {
 			startClock()
 			// No session context: only this goroutine could end the
 			// session, and it is the one waiting.
-			ctx, cancel := context.WithTimeout(context.Background(), s.srv.config().Pool.AcquireTimeout)
-			c, err = p.Borrow(ctx)
-			cancel()
+			c, err = p.BorrowUntil(context.Background(), deadline)
 		}
 		// A replica that cannot be reached is passed over for the next
 		// fit node (the pool's breaker has told the checker).
@@ -729,8 +727,8 @@ func (s *session) lockAttached(req routeRequest) error {
 	s.attachShard, s.attachWrite = shard, isWriter && !req.read
 	s.freshAttach = true
 	s.wrote = false
-	s.nodeMetrics = s.srv.nodeMetrics(shard, p.Addr(), isWriter)
-	s.srv.gate(shard).active.Add(1)
+	s.target = s.targetFor(shard, p, isWriter)
+	s.target.gate.active.Add(1)
 	if s.srv.log.Enabled(context.Background(), slog.LevelDebug) {
 		s.logger().Debug("routed", "shard", shard, "node", p.Addr(), "writer", isWriter, "read", req.read, "hint", req.hint.String())
 	}
@@ -772,7 +770,11 @@ func (s *session) startRelayLocked() {
 // detachLocked forgets the attached server connection; mu is held.
 func (s *session) detachLocked() {
 	if s.server != nil {
-		s.srv.gate(s.attachShard).active.Add(-1)
+		if t := s.target; t != nil && t.shard == s.attachShard {
+			t.gate.active.Add(-1)
+		} else {
+			s.srv.gate(s.attachShard).active.Add(-1)
+		}
 	}
 	s.server, s.pool = nil, nil
 	s.relayRunning = false
@@ -808,8 +810,8 @@ func (s *session) forward(kind slotKind, typ byte, body []byte, eff *queryEffect
 		return s.localError(err)
 	}
 	sl := slot{kind: kind, effects: eff}
-	if kind == slotExecute && s.nodeMetrics != nil {
-		sl.start = time.Now()
+	if kind == slotExecute && s.metricsNode() != nil {
+		sl.start = monoNow()
 	}
 	s.push(sl)
 	s.mu.Unlock()
@@ -875,8 +877,23 @@ func (s *session) handleQuery(typ byte, body []byte) error {
 	if len(body) == 0 || body[len(body)-1] != 0 {
 		return protocolError("malformed Query message")
 	}
-	sql := string(body[:len(body)-1])
+	// The text is first read in place: a plain statement on a fixed route
+	// (the common case without sharding) keeps nothing of it, so it needs
+	// no copy. Anything else may keep parts of it (session state, routing,
+	// fan-outs) past the read buffer's next fill, so it works on a copy.
+	sql := unsafe.String(unsafe.SliceData(body), len(body)-1)
 	info := inspectQuery(sql)
+	var shard string
+	plain, fixed := info.plain(), false
+	if plain {
+		shard, fixed = s.fixedShard(info.hints)
+	}
+	if !fixed {
+		sql = strings.Clone(sql)
+		if !plain {
+			info = inspectQuery(sql)
+		}
+	}
 	if err := info.hints.Err; err != nil {
 		return s.queryError(&clientError{code: "22023", msg: err.Error()})
 	}
@@ -910,7 +927,9 @@ func (s *session) handleQuery(typ byte, body []byte) error {
 		}
 	}
 	req := routeRequest{hint: info.hints.Role}
-	shard, fixed := s.fixedShard(info.hints)
+	if !plain {
+		shard, fixed = s.fixedShard(info.hints)
+	}
 	var multi *router.Route
 	var err error
 	if !fixed {
@@ -941,8 +960,8 @@ func (s *session) handleQuery(typ byte, body []byte) error {
 	}
 	s.wrote = s.wrote || !req.read
 	sl := slot{kind: slotQuery, effects: eff}
-	if s.nodeMetrics != nil {
-		sl.start = time.Now()
+	if s.metricsNode() != nil {
+		sl.start = monoNow()
 	}
 	s.push(sl)
 	if s.freshAttach && req.read && !s.attachWrite && s.txStatus == 'I' && eff == nil {
@@ -1818,12 +1837,14 @@ func (s *session) retryElsewhere(c *pool.Conn, p *pool.Pool, cause error) (*pool
 		ch.ReportFailure(c.Addr(), cause)
 	}
 	np := s.pickReplicaExcept(shard, c.Addr())
+	var writerPool *pool.Pool
 	if np == nil {
 		addr, err := s.writer(shard)
 		if err != nil {
 			return nil, nil
 		}
 		np = s.srv.pool(addr, s.user)
+		writerPool = np
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), s.srv.config().Pool.AcquireTimeout)
 	nc, err := np.Borrow(ctx)
@@ -1852,6 +1873,7 @@ func (s *session) retryElsewhere(c *pool.Conn, p *pool.Pool, cause error) (*pool
 	out = append(out, q...)
 	s.replayDesc = desc
 	s.server, s.pool = nc, np
+	s.target = s.targetFor(shard, np, np == writerPool)
 	s.mu.Unlock()
 	p.Discard(c)
 	s.logger().Info("read retried on another node", "failed", c.Addr(), "node", np.Addr(), "err", cause)
@@ -2054,10 +2076,17 @@ func (s *session) onServerMessage(typ byte, body []byte) bool {
 	return false
 }
 
+// epoch starts the session's monotonic clock; monoNow is never 0 after it.
+var epoch = time.Now().Add(-time.Nanosecond)
+
+// monoNow reads the monotonic clock in nanoseconds: one clock read where
+// time.Now takes two (wall and monotonic), for per-statement latency.
+func monoNow() int64 { return int64(time.Since(epoch)) }
+
 // observe records a finished statement's duration; mu is held.
 func (s *session) observe(sl *slot) {
-	if s.nodeMetrics != nil && !sl.start.IsZero() {
-		s.nodeMetrics.Query(time.Since(sl.start).Seconds())
+	if m := s.metricsNode(); m != nil && sl.start != 0 {
+		m.Query(float64(monoNow()-sl.start) / 1e9)
 	}
 }
 

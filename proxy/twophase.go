@@ -99,7 +99,7 @@ func (s *session) unparkLocked(shard string) bool {
 		s.txLegs = append(s.txLegs[:i], s.txLegs[i+1:]...)
 		s.server, s.pool = l.c, l.p
 		s.attachShard, s.attachWrite = l.shard, l.writer
-		s.nodeMetrics = s.srv.nodeMetrics(l.shard, l.p.Addr(), l.writer)
+		s.target = s.targetFor(l.shard, l.p, l.writer)
 		s.srvFrames = frameReader{r: l.c.Reader, max: 1 << 30}
 		s.unanswered = 0
 		s.freshAttach = false
