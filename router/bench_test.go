@@ -65,6 +65,15 @@ func BenchmarkInspect(b *testing.B) {
 			}
 		})
 	}
+	// The lexer's answer for the statements inspectPlain shortcuts.
+	for _, bc := range []struct{ name, sql string }{{"select-lexed", pgbenchSelect}, {"update-lexed", pgbenchUpdate}} {
+		b.Run(bc.name, func(b *testing.B) {
+			buf := make([]Statement, 0, 8)
+			for i := 0; i < b.N; i++ {
+				buf = appendInspectLexed(buf[:0], bc.sql)
+			}
+		})
+	}
 	b.Run("select-alloc", func(b *testing.B) {
 		b.ReportAllocs()
 		for i := 0; i < b.N; i++ {

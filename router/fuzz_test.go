@@ -22,6 +22,10 @@ func addSeeds(f *testing.F) {
 		"/* shardwire: role=primary, key='a''b' */ SELECT 1", "DECLARE c CURSOR WITH HOLD FOR SELECT 1",
 		"SELECT set_config('a', 'b', (true))", "U&'\\+01F600' UESCAPE '\\'", "E'\\uD83D\\uDE00'",
 		"'a' -- x\n'b'", "$?$?", "x$?", "1..2", "a : : b", ". . .", "-/**/-", "$a$ $a", "\"\"\"",
+		// inspectPlain's territory and its edges.
+		"SELECT abalance FROM pgbench_accounts WHERE aid = 42;", " update t set a = a + -1 where b <= 2 ;  ",
+		"delete from t where a >= 1.5e3", "SELECT a INTO b FROM c", "select *, t.* from t", "select 1 -- c",
+		"select 1; select 2", "selectx 1", "SELECT 1 - -1", "select\r\n\t1", "select a=-b", "select 1;;",
 	} {
 		f.Add(s)
 	}
@@ -124,6 +128,12 @@ func FuzzInspect(f *testing.F) {
 		buf := make([]Statement, 0, 2)
 		if got := AppendInspect(buf, sql); !reflect.DeepEqual(got, stmts) {
 			t.Fatalf("AppendInspect and Inspect disagree on %q", sql)
+		}
+		// So does the lexer where the shortcut answers.
+		if st, ok := inspectPlain(sql); ok {
+			if lexed := appendInspectLexed(nil, sql); !reflect.DeepEqual(lexed, []Statement{st}) {
+				t.Fatalf("inspectPlain(%q) = %+v, the lexer says %+v", sql, st, lexed)
+			}
 		}
 	})
 }

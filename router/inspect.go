@@ -267,6 +267,14 @@ func Inspect(sql string) Inspection {
 // AppendInspect is Inspect appending to a caller-owned slice; with enough
 // capacity it does not allocate for ordinary statements.
 func AppendInspect(dst []Statement, sql string) []Statement {
+	if st, ok := inspectPlain(sql); ok {
+		return append(dst, st)
+	}
+	return appendInspectLexed(dst, sql)
+}
+
+// appendInspectLexed is AppendInspect through the lexer.
+func appendInspectLexed(dst []Statement, sql string) []Statement {
 	var s stmtScanner
 	s.lx.Reset(sql)
 	s.sql = sql
@@ -288,6 +296,75 @@ func AppendInspect(dst []Statement, sql string) []Statement {
 	}
 	return dst
 }
+
+// inspectPlain answers, without the lexer, for the statements most queries
+// are: one SELECT, UPDATE or DELETE made only of words, numbers, spaces and
+// the punctuation , = < > . * + - (so no call, subquery, literal, quoted
+// name, comment, cast, parameter or second statement) and without INTO. Such
+// a statement has nothing else to inspect. ok is false for anything else,
+// which the lexer then reads; FuzzInspect checks that both agree.
+func inspectPlain(sql string) (st Statement, ok bool) {
+	i := 0
+	for i < len(sql) && isPlainSpace(sql[i]) {
+		i++
+	}
+	start := i
+	for i < len(sql) && isLetter(sql[i]) {
+		i++
+	}
+	switch w := sql[start:i]; {
+	case eqFold(w, "select"):
+		st.Command = CmdSelect
+	case eqFold(w, "update"):
+		st.Command = CmdUpdate
+	case eqFold(w, "delete"):
+		st.Command = CmdDelete
+	default:
+		return Statement{}, false
+	}
+	if i < len(sql) && !isPlainSpace(sql[i]) {
+		return Statement{}, false // SELECTx, SELECT*…: left to the lexer
+	}
+	end := i
+	for i < len(sql) {
+		c := sql[i]
+		switch {
+		case isPlainSpace(c):
+			i++
+			continue
+		case c == ';':
+			for i++; i < len(sql); i++ {
+				if !isPlainSpace(sql[i]) {
+					return Statement{}, false
+				}
+			}
+			continue
+		case isLetter(c) || c == '_':
+			w := i
+			for i < len(sql) && (isLetter(sql[i]) || isDigit(sql[i]) || sql[i] == '_') {
+				i++
+			}
+			if eqFold(sql[w:i], "into") {
+				return Statement{}, false
+			}
+		case isDigit(c) || c == ',' || c == '=' || c == '<' || c == '>' || c == '.' || c == '*' || c == '+':
+			i++
+		case c == '-':
+			if i+1 < len(sql) && sql[i+1] == '-' {
+				return Statement{}, false // a comment
+			}
+			i++
+		default:
+			return Statement{}, false
+		}
+		end = i
+	}
+	st.Start, st.End = start, end
+	return st, true
+}
+
+func isPlainSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
+func isLetter(c byte) bool     { return c|0x20 >= 'a' && c|0x20 <= 'z' }
 
 // stmtScanner walks the significant tokens of one statement at a time.
 type stmtScanner struct {

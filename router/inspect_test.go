@@ -317,3 +317,52 @@ func TestInspectionPin(t *testing.T) {
 		t.Errorf("Pin() = %q, want none", got)
 	}
 }
+
+// TestInspectPlain: the lexer-free shortcut takes the common plain
+// statements and leaves everything it cannot vouch for to the lexer.
+func TestInspectPlain(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		sql        string
+		ok         bool
+		cmd        Command
+		start, end int
+	}{
+		{"SELECT abalance FROM pgbench_accounts WHERE aid = 42;", true, CmdSelect, 0, 52},
+		{"  update t set a = a + -1 where b <= 2 ;  ", true, CmdUpdate, 2, 38},
+		{"delete from t where a >= 1.5", true, CmdDelete, 0, 28},
+		{"select *, t.* from t", true, CmdSelect, 0, 20},
+		{"SELECT a INTO b FROM c", false, 0, 0, 0},      // may create a table
+		{"SELECT a INTO TEMP b FROM c", false, 0, 0, 0}, // pins
+		{"select pg_advisory_lock(1)", false, 0, 0, 0},  // a call
+		{"select set_config('a', 'b', false)", false, 0, 0, 0},
+		{"select 1 -- shardwire: role=replica", false, 0, 0, 0}, // comments carry hints
+		{"/* shardwire: shard=s1 */ select 1", false, 0, 0, 0},
+		{"select 1; select 2", false, 0, 0, 0},
+		{"select 'a;b'", false, 0, 0, 0},
+		{"select \"into\" from t", false, 0, 0, 0},
+		{"select $1", false, 0, 0, 0},
+		{"insert into t values (1)", false, 0, 0, 0},
+		{"with x as (select 1) select * from x", false, 0, 0, 0},
+		{"selectx 1", false, 0, 0, 0},
+		{"BEGIN", false, 0, 0, 0},
+		{"", false, 0, 0, 0},
+	}
+	for _, c := range cases {
+		st, ok := inspectPlain(c.sql)
+		if ok != c.ok {
+			t.Errorf("inspectPlain(%q) ok = %v, want %v", c.sql, ok, c.ok)
+			continue
+		}
+		lexed := appendInspectLexed(nil, c.sql)
+		if !ok {
+			continue
+		}
+		if st.Command != c.cmd || st.Start != c.start || st.End != c.end {
+			t.Errorf("inspectPlain(%q) = %v [%d:%d], want %v [%d:%d]", c.sql, st.Command, st.Start, st.End, c.cmd, c.start, c.end)
+		}
+		if !reflect.DeepEqual(lexed, []Statement{st}) {
+			t.Errorf("inspectPlain(%q) = %+v, the lexer says %+v", c.sql, st, lexed)
+		}
+	}
+}
