@@ -65,7 +65,7 @@ func (s *session) acquireFanout(shards []string, read bool) (*fanout, error) {
 // borrowLeg borrows a connection to run on shard, as lockAttached would
 // for a single-shard statement (replica choice, failover waits).
 func (s *session) borrowLeg(shard string, read bool) (*leg, error) {
-	s.srv.waitUnpaused(shard)
+	s.srv.gate(shard).waitUnpaused()
 	timeout := s.srv.config().Pool.AcquireTimeout
 	req := routeRequest{read: read, shard: shard}
 	var skip string

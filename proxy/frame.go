@@ -75,6 +75,18 @@ func (f *frameReader) next() (typ byte, body []byte, err error) {
 	return typ, body, nil
 }
 
+// buffered reports whether a whole frame of valid length is in the read
+// buffer, so that next returns it without reading or failing.
+func (f *frameReader) buffered() bool {
+	avail := f.r.Buffered()
+	if avail < 5 {
+		return false
+	}
+	hdr, _ := f.r.Peek(5)
+	n := int(int32(binary.BigEndian.Uint32(hdr[1:5])))
+	return n >= 4 && n-4 <= f.max && n+1 <= avail
+}
+
 // appendFrame appends a frame with the given type and body.
 func appendFrame(dst []byte, typ byte, body []byte) []byte {
 	dst = append(dst, typ, 0, 0, 0, 0)

@@ -23,8 +23,8 @@ func (s *Server) gate(shard string) *shardGate {
 }
 
 // waitUnpaused blocks a new transaction while its shard is paused.
-func (s *Server) waitUnpaused(shard string) {
-	if held := s.gate(shard).held.Load(); held != nil {
+func (g *shardGate) waitUnpaused() {
+	if held := g.held.Load(); held != nil {
 		<-*held
 	}
 }

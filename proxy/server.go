@@ -37,6 +37,7 @@ var reportedParams = map[string]string{
 type Server struct {
 	cfg     atomic.Pointer[config.Config]
 	log     *slog.Logger
+	debug   bool // log takes debug records (its level is fixed)
 	auth    atomic.Pointer[authenticator]
 	tlsConf *tls.Config
 
@@ -86,7 +87,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{log: log, pools: map[poolKey]*pool.Pool{}, sessions: map[uint32]*session{}, instance: newInstanceID(),
+	s := &Server{log: log, debug: log.Enabled(context.Background(), slog.LevelDebug), pools: map[poolKey]*pool.Pool{}, sessions: map[uint32]*session{}, instance: newInstanceID(),
 		analyzer: router.NewAnalyzer(router.Config{ReadOnlyFunctions: cfg.Routing.ReadOnlyFunctions})}
 	m, err := shardmap.New(cfg)
 	if err != nil {

@@ -674,7 +674,7 @@ func (s *session) lockAttached(req routeRequest) error {
 	if shard == "" {
 		shard = s.srv.ShardMap().DefaultShard()
 	}
-	s.srv.waitUnpaused(shard)
+	s.gateFor(shard).waitUnpaused()
 	// The acquire clock starts when a connection is not free at once (only
 	// Borrow returns errors, so the writer wait below always has it set).
 	var deadline time.Time
@@ -729,7 +729,7 @@ func (s *session) lockAttached(req routeRequest) error {
 	s.wrote = false
 	s.target = s.targetFor(shard, p, isWriter)
 	s.target.gate.active.Add(1)
-	if s.srv.log.Enabled(context.Background(), slog.LevelDebug) {
+	if s.srv.debug {
 		s.logger().Debug("routed", "shard", shard, "node", p.Addr(), "writer", isWriter, "read", req.read, "hint", req.hint.String())
 	}
 	s.unnamedOnServer = false
@@ -770,11 +770,7 @@ func (s *session) startRelayLocked() {
 // detachLocked forgets the attached server connection; mu is held.
 func (s *session) detachLocked() {
 	if s.server != nil {
-		if t := s.target; t != nil && t.shard == s.attachShard {
-			t.gate.active.Add(-1)
-		} else {
-			s.srv.gate(s.attachShard).active.Add(-1)
-		}
+		s.gateFor(s.attachShard).active.Add(-1)
 	}
 	s.server, s.pool = nil, nil
 	s.relayRunning = false
@@ -1635,6 +1631,20 @@ func (s *session) relayReplies() bool {
 		}
 		s.mu.Lock()
 		maybeRelease := s.onServerMessage(typ, body)
+		// The rest of a reply usually came in the same read: take the
+		// frames already buffered under this lock, up to the end of the
+		// transaction, a COPY, an injected statement's failure or a full
+		// client buffer.
+		for !maybeRelease && typ != 'G' && typ != 'W' && s.injectFailed == "" && len(s.out) <= 64<<10 && s.srvFrames.buffered() {
+			// As at the top of the loop: our own answers due first, and
+			// nothing read once nothing more is expected.
+			s.emitSynthetic()
+			if s.queueEmpty() {
+				break
+			}
+			typ, body, _ = s.srvFrames.next() // a whole, valid frame: no error
+			maybeRelease = s.onServerMessage(typ, body)
+		}
 		flush := maybeRelease || c.Reader.Buffered() == 0 || len(s.out) > 64<<10
 		fatal := s.injectFailed
 		// As in serverLoop: release under the lock that queued the
@@ -1764,6 +1774,20 @@ func (s *session) serverLoop(c *pool.Conn, p *pool.Pool) {
 		}
 		s.mu.Lock()
 		maybeRelease := s.onServerMessage(typ, body)
+		// The rest of a reply usually came in the same read: take the
+		// frames already buffered under this lock, up to the end of the
+		// transaction, a COPY, an injected statement's failure or a full
+		// client buffer.
+		for !maybeRelease && typ != 'G' && typ != 'W' && s.injectFailed == "" && len(s.out) <= 64<<10 && s.srvFrames.buffered() {
+			// As at the top of the loop: our own answers due first, and
+			// nothing read once nothing more is expected.
+			s.emitSynthetic()
+			if s.queueEmpty() {
+				break
+			}
+			typ, body, _ = s.srvFrames.next() // a whole, valid frame: no error
+			maybeRelease = s.onServerMessage(typ, body)
+		}
 		flush := maybeRelease || c.Reader.Buffered() == 0 || len(s.out) > 64<<10
 		fatal := s.injectFailed
 		// Release under the lock that queued the ReadyForQuery: once it

@@ -45,6 +45,15 @@ func (s *session) targetFor(shard string, p *pool.Pool, writer bool) *attachTarg
 	return s.srv.target(shard, p, writer)
 }
 
+// gateFor returns shard's gate, from the session's last target when it
+// matches.
+func (s *session) gateFor(shard string) *shardGate {
+	if t := s.target; t != nil && t.shard == shard {
+		return t.gate
+	}
+	return s.srv.gate(shard)
+}
+
 // metricsNode returns the metrics of the node the session is attached to
 // (or was last), nil without metrics.
 func (s *session) metricsNode() *metrics.Node {
