@@ -6,7 +6,9 @@ import (
 	"io"
 	"net"
 	"os"
+	"runtime"
 	"sync"
+	"sync/atomic"
 	"syscall"
 )
 
@@ -16,6 +18,13 @@ import (
 type Conn struct {
 	net.Conn
 	raw syscall.RawConn
+	fd  uintptr
+	// A write first tries the socket directly, outside the runtime's
+	// descriptor lock: writers count themselves in inflight and Close
+	// waits for them, so the descriptor cannot be closed (and its number
+	// reused) under a direct write.
+	inflight atomic.Int32
+	closing  atomic.Bool
 }
 
 // Wrap returns c as a *Conn when it is a plain TCP or Unix socket, and c
@@ -28,7 +37,11 @@ func Wrap(c net.Conn) net.Conn {
 	if !ok {
 		return c
 	}
-	return &Conn{Conn: c, raw: raw}
+	fd := -1
+	if err := raw.Control(func(d uintptr) { fd = int(d) }); err != nil || fd < 0 {
+		return c
+	}
+	return &Conn{Conn: c, raw: raw, fd: uintptr(fd)}
 }
 
 // FD returns the descriptor of a plain TCP or Unix socket, wrapped or not,
@@ -130,11 +143,41 @@ func (c *Conn) Read(b []byte) (int, error) {
 
 // Write writes all of b, waiting for room in the socket's send buffer
 // through the runtime's network poller when it is full.
+//
+// A write that the socket takes at once (nearly every one: replies are
+// small and clients read) skips the runtime's descriptor lock, readiness
+// reset and deadline check. Only a full send buffer, a closing Conn or a
+// past write deadline with a full buffer take the poller's path; a write
+// the socket can take at once succeeds even past a write deadline.
 func (c *Conn) Write(b []byte) (int, error) {
 	if len(b) == 0 {
 		return 0, nil
 	}
-	n, errno, err := c.do(b, true)
+	n := 0
+	if c.enter() {
+		var errno syscall.Errno
+		for n < len(b) {
+			w, e := rawWrite(c.fd, b[n:])
+			if e == 0 {
+				n += w
+				continue
+			}
+			if e != syscall.EINTR {
+				errno = e
+				break
+			}
+		}
+		c.inflight.Add(-1)
+		switch errno {
+		case 0:
+			return n, nil
+		case syscall.EAGAIN: // the send buffer is full: wait for room below
+		default:
+			return n, c.opError("write", os.NewSyscallError("sendto", errno))
+		}
+	}
+	m, errno, err := c.do(b[n:], true)
+	n += m
 	switch {
 	case err != nil:
 		return n, c.opError("write", err)
@@ -142,6 +185,26 @@ func (c *Conn) Write(b []byte) (int, error) {
 		return n, c.opError("write", os.NewSyscallError("sendto", errno))
 	}
 	return n, nil
+}
+
+// enter counts a direct write in, unless the Conn is closing.
+func (c *Conn) enter() bool {
+	c.inflight.Add(1)
+	if c.closing.Load() {
+		c.inflight.Add(-1)
+		return false
+	}
+	return true
+}
+
+// Close closes the socket once no direct write is using its descriptor (a
+// direct write never waits, so this is at most one system call's time).
+func (c *Conn) Close() error {
+	c.closing.Store(true)
+	for c.inflight.Load() > 0 {
+		runtime.Gosched()
+	}
+	return c.Conn.Close()
 }
 
 // do runs one Read or Write through the RawConn with a pooled ioOp.

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 )
@@ -148,6 +149,39 @@ func TestConn(t *testing.T) {
 				}
 			case <-time.After(5 * time.Second):
 				t.Fatal("Read did not return after Close")
+			}
+		})
+		t.Run(network+"/close under writers", func(t *testing.T) {
+			t.Parallel()
+			c, peer := pair(t, network)
+			go func() { _, _ = io.Copy(io.Discard, peer) }()
+			var wg sync.WaitGroup
+			errs := make(chan error, 4)
+			for i := 0; i < 4; i++ {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for {
+						if _, err := c.Write(make([]byte, 512)); err != nil {
+							errs <- err
+							return
+						}
+					}
+				}()
+			}
+			time.Sleep(10 * time.Millisecond)
+			if err := c.Close(); err != nil {
+				t.Fatal(err)
+			}
+			wg.Wait()
+			close(errs)
+			for err := range errs {
+				if !errors.Is(err, net.ErrClosed) {
+					t.Fatalf("Write after Close = %v, want net.ErrClosed", err)
+				}
+			}
+			if _, err := c.Write([]byte("x")); !errors.Is(err, net.ErrClosed) {
+				t.Fatalf("Write on a closed Conn = %v, want net.ErrClosed", err)
 			}
 		})
 		t.Run(network+"/write to a peer that left", func(t *testing.T) {
