@@ -179,7 +179,9 @@ func (s *session) markWrite(shard string) {
 	if !s.srv.config().Routing.ReadYourWrites {
 		return
 	}
-	now := time.Now()
+	// One monotonic clock read; health samples are compared by their
+	// monotonic readings too.
+	now := epoch.Add(time.Duration(monoNow()))
 	for i := range s.ryw {
 		if s.ryw[i].shard == shard {
 			s.ryw[i] = rywMark{shard: shard, after: now}
