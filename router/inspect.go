@@ -305,7 +305,7 @@ func appendInspectLexed(dst []Statement, sql string) []Statement {
 // which the lexer then reads; FuzzInspect checks that both agree.
 func inspectPlain(sql string) (st Statement, ok bool) {
 	i := 0
-	for i < len(sql) && isPlainSpace(sql[i]) {
+	for i < len(sql) && plainClass[sql[i]] == plainSpace {
 		i++
 	}
 	start := i
@@ -322,38 +322,36 @@ func inspectPlain(sql string) (st Statement, ok bool) {
 	default:
 		return Statement{}, false
 	}
-	if i < len(sql) && !isPlainSpace(sql[i]) {
+	if i < len(sql) && plainClass[sql[i]] != plainSpace {
 		return Statement{}, false // SELECTx, SELECT*…: left to the lexer
 	}
 	end := i
 	for i < len(sql) {
-		c := sql[i]
-		switch {
-		case isPlainSpace(c):
+		switch plainClass[sql[i]] {
+		case plainSpace:
 			i++
 			continue
-		case c == ';':
-			for i++; i < len(sql); i++ {
-				if !isPlainSpace(sql[i]) {
-					return Statement{}, false
-				}
-			}
-			continue
-		case isLetter(c) || c == '_':
+		case plainWord:
 			w := i
-			for i < len(sql) && (isLetter(sql[i]) || isDigit(sql[i]) || sql[i] == '_') {
-				i++
+			for i++; i < len(sql) && plainClass[sql[i]] == plainWord; i++ {
 			}
-			if eqFold(sql[w:i], "into") {
+			if i-w == 4 && eqFold(sql[w:i], "into") {
 				return Statement{}, false
 			}
-		case isDigit(c) || c == ',' || c == '=' || c == '<' || c == '>' || c == '.' || c == '*' || c == '+':
+		case plainPunct:
 			i++
-		case c == '-':
+		case plainMinus:
 			if i+1 < len(sql) && sql[i+1] == '-' {
 				return Statement{}, false // a comment
 			}
 			i++
+		case plainSemicolon:
+			for i++; i < len(sql); i++ {
+				if plainClass[sql[i]] != plainSpace {
+					return Statement{}, false
+				}
+			}
+			continue
 		default:
 			return Statement{}, false
 		}
@@ -363,8 +361,36 @@ func inspectPlain(sql string) (st Statement, ok bool) {
 	return st, true
 }
 
-func isPlainSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
-func isLetter(c byte) bool     { return c|0x20 >= 'a' && c|0x20 <= 'z' }
+// Byte classes for inspectPlain; anything else (0) is left to the lexer.
+const (
+	plainOther uint8 = iota
+	plainSpace
+	plainWord // letters, digits, _: a word or a number
+	plainPunct
+	plainMinus
+	plainSemicolon
+)
+
+var plainClass = func() (t [256]uint8) {
+	for _, c := range " \t\n\r" {
+		t[c] = plainSpace
+	}
+	for c := '0'; c <= '9'; c++ {
+		t[c] = plainWord
+	}
+	for c := 'a'; c <= 'z'; c++ {
+		t[c], t[c-'a'+'A'] = plainWord, plainWord
+	}
+	t['_'] = plainWord
+	for _, c := range ",=<>.*+" {
+		t[c] = plainPunct
+	}
+	t['-'] = plainMinus
+	t[';'] = plainSemicolon
+	return t
+}()
+
+func isLetter(c byte) bool { return c|0x20 >= 'a' && c|0x20 <= 'z' }
 
 // stmtScanner walks the significant tokens of one statement at a time.
 type stmtScanner struct {
