@@ -333,10 +333,16 @@ func inspectPlain(sql string) (st Statement, ok bool) {
 			continue
 		case plainWord:
 			w := i
-			for i++; i < len(sql) && plainClass[sql[i]] == plainWord; i++ {
+			for i++; i < len(sql) && plainClass[sql[i]] >= plainWord; i++ {
 			}
 			if i-w == 4 && eqFold(sql[w:i], "into") {
 				return Statement{}, false
+			}
+		case plainDigit:
+			for i++; i < len(sql) && plainClass[sql[i]] == plainDigit; i++ {
+			}
+			if i < len(sql) && plainClass[sql[i]] == plainWord {
+				return Statement{}, false // 1e5, 0x1F, 0INTO: how it splits is the lexer's call
 			}
 		case plainPunct:
 			i++
@@ -365,10 +371,11 @@ func inspectPlain(sql string) (st Statement, ok bool) {
 const (
 	plainOther uint8 = iota
 	plainSpace
-	plainWord // letters, digits, _: a word or a number
 	plainPunct
 	plainMinus
 	plainSemicolon
+	plainWord  // letters and _ (and digits after the first)
+	plainDigit // must stay after plainWord: words continue with digits
 )
 
 var plainClass = func() (t [256]uint8) {
@@ -376,7 +383,7 @@ var plainClass = func() (t [256]uint8) {
 		t[c] = plainSpace
 	}
 	for c := '0'; c <= '9'; c++ {
-		t[c] = plainWord
+		t[c] = plainDigit
 	}
 	for c := 'a'; c <= 'z'; c++ {
 		t[c], t[c-'a'+'A'] = plainWord, plainWord

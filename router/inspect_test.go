@@ -345,6 +345,8 @@ func TestInspectPlain(t *testing.T) {
 		{"insert into t values (1)", false, 0, 0, 0},
 		{"with x as (select 1) select * from x", false, 0, 0, 0},
 		{"selectx 1", false, 0, 0, 0},
+		{"SELECT 0INTO TEMP t", false, 0, 0, 0}, // the lexer splits 0 from INTO
+		{"select 1e5, 0x1F", false, 0, 0, 0},
 		{"BEGIN", false, 0, 0, 0},
 		{"", false, 0, 0, 0},
 	}
