@@ -238,11 +238,18 @@ func (p *Pool) BorrowUntil(ctx context.Context, deadline time.Time) (*Conn, erro
 				}
 			}
 		}
-		p.waitNanos.Add(monoNow() - start)
+		// A handed-over connection carries the time it came back (read
+		// before the lock, so it may precede start by a hair).
+		end := g.c.returnedAt()
+		if end == 0 {
+			end = monoNow()
+		}
+		p.waitNanos.Add(max(end-start, 0))
 		waiters.Put(w) // its channel is empty: every grant was received
 		switch g.kind {
 		case grantConn:
-			if p.usable(g.c) {
+			// Just returned: no idle check (and no clock read) needed.
+			if p.usableFresh(g.c) {
 				p.inUse.Add(1)
 				return g.c, nil
 			}
@@ -396,20 +403,31 @@ func (p *Pool) InUse() int64 { return p.inUse.Load() }
 
 // usable reports whether an idle connection may be handed out.
 func (p *Pool) usable(c *Conn) bool {
-	if p.opts.MaxLifetime > 0 && time.Since(c.created) > p.opts.MaxLifetime {
+	if !p.usableFresh(c) {
 		return false
 	}
 	// A connection idle for a while may have been closed by the server
 	// (restart, idle_session_timeout, pg_terminate_backend). The peek is
 	// skipped for connections back within checkIdleAfter, the hot path
 	// under load, where a server that just died is noticed by the read.
-	if c.Reader.Buffered() > 0 {
+	return time.Duration(monoNow()-c.returned) <= checkIdleAfter || !peerClosed(c.Conn)
+}
+
+// usableFresh is usable for a connection returned a moment ago.
+func (p *Pool) usableFresh(c *Conn) bool {
+	if p.opts.MaxLifetime > 0 && time.Since(c.created) > p.opts.MaxLifetime {
 		return false
 	}
-	if time.Duration(monoNow()-c.returned) > checkIdleAfter && peerClosed(c.Conn) {
-		return false
+	return c.Reader.Buffered() == 0
+}
+
+// returnedAt is when a connection handed to a waiter was returned, 0 for
+// none.
+func (c *Conn) returnedAt() int64 {
+	if c == nil {
+		return 0
 	}
-	return true
+	return c.returned
 }
 
 // epoch starts the pool's monotonic clock.

@@ -680,7 +680,8 @@ func (s *session) lockAttached(req routeRequest) error {
 	var deadline time.Time
 	startClock := func() {
 		if deadline.IsZero() {
-			deadline = time.Now().Add(s.srv.config().Pool.AcquireTimeout)
+			// One monotonic clock read (time.Now takes two).
+			deadline = epoch.Add(time.Duration(monoNow()) + s.srv.config().Pool.AcquireTimeout)
 		}
 	}
 	var skip string
