@@ -13,5 +13,13 @@
 // for it; the descriptor stays locked against Close for the duration of the
 // call (syscall.RawConn), and deadlines work as before.
 //
+// A write the socket takes at once (nearly all of them) goes straight to
+// sendto without the runtime's descriptor lock and readiness reset: Conn
+// counts its direct writers and Close waits for them, so the descriptor
+// cannot be closed and reused under one. Only a full send buffer waits in
+// the poller, where write deadlines apply; a write the socket can take at
+// once succeeds even past a write deadline. Reads always go through the
+// poller: a read that finds nothing must reset readiness first.
+//
 // On other systems Wrap returns the connection unchanged.
 package sockio
