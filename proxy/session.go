@@ -1631,21 +1631,8 @@ func (s *session) relayReplies() bool {
 			return true
 		}
 		s.mu.Lock()
-		maybeRelease := s.onServerMessage(typ, body)
-		// The rest of a reply usually came in the same read: take the
-		// frames already buffered under this lock, up to the end of the
-		// transaction, a COPY, an injected statement's failure or a full
-		// client buffer.
-		for !maybeRelease && typ != 'G' && typ != 'W' && s.injectFailed == "" && len(s.out) <= 64<<10 && s.srvFrames.buffered() {
-			// As at the top of the loop: our own answers due first, and
-			// nothing read once nothing more is expected.
-			s.emitSynthetic()
-			if s.queueEmpty() {
-				break
-			}
-			typ, body, _ = s.srvFrames.next() // a whole, valid frame: no error
-			maybeRelease = s.onServerMessage(typ, body)
-		}
+		var maybeRelease bool
+		typ, maybeRelease = s.onServerMessages(&s.srvFrames, typ, body)
 		flush := maybeRelease || c.Reader.Buffered() == 0 || len(s.out) > 64<<10
 		fatal := s.injectFailed
 		// As in serverLoop: release under the lock that queued the
@@ -1774,21 +1761,7 @@ func (s *session) serverLoop(c *pool.Conn, p *pool.Pool) {
 			return
 		}
 		s.mu.Lock()
-		maybeRelease := s.onServerMessage(typ, body)
-		// The rest of a reply usually came in the same read: take the
-		// frames already buffered under this lock, up to the end of the
-		// transaction, a COPY, an injected statement's failure or a full
-		// client buffer.
-		for !maybeRelease && typ != 'G' && typ != 'W' && s.injectFailed == "" && len(s.out) <= 64<<10 && s.srvFrames.buffered() {
-			// As at the top of the loop: our own answers due first, and
-			// nothing read once nothing more is expected.
-			s.emitSynthetic()
-			if s.queueEmpty() {
-				break
-			}
-			typ, body, _ = s.srvFrames.next() // a whole, valid frame: no error
-			maybeRelease = s.onServerMessage(typ, body)
-		}
+		_, maybeRelease := s.onServerMessages(&fr, typ, body)
 		flush := maybeRelease || c.Reader.Buffered() == 0 || len(s.out) > 64<<10
 		fatal := s.injectFailed
 		// Release under the lock that queued the ReadyForQuery: once it
@@ -2099,6 +2072,26 @@ func (s *session) onServerMessage(typ byte, body []byte) bool {
 		}
 	}
 	return false
+}
+
+// onServerMessages is onServerMessage for one message and then, under the
+// same hold of mu, for the whole frames fr already has buffered behind it
+// (the rest of a reply usually comes in the same read), up to the end of the
+// transaction, a COPY, an injected statement's failure, a full client
+// buffer or nothing more expected. It returns the last message's type and
+// onServerMessage's answer for it.
+func (s *session) onServerMessages(fr *frameReader, typ byte, body []byte) (byte, bool) {
+	maybeRelease := s.onServerMessage(typ, body)
+	for !maybeRelease && typ != 'G' && typ != 'W' && s.injectFailed == "" && len(s.out) <= 64<<10 && fr.buffered() {
+		// As before any message: our own answers due first.
+		s.emitSynthetic()
+		if s.queueEmpty() {
+			break
+		}
+		typ, body, _ = fr.next() // a whole frame of valid length: no error
+		maybeRelease = s.onServerMessage(typ, body)
+	}
+	return typ, maybeRelease
 }
 
 // epoch starts the session's monotonic clock; monoNow is never 0 after it.
