@@ -16,7 +16,8 @@
 // A write the socket takes at once (nearly all of them) goes straight to
 // sendto without the runtime's descriptor lock and readiness reset: Conn
 // counts its direct writers and Close waits for them, so the descriptor
-// cannot be closed and reused under one. Only a full send buffer waits in
+// cannot be closed and reused under one, and a mutex of its own keeps
+// concurrent Writes whole. Only a full send buffer waits in
 // the poller, where write deadlines apply; a write the socket can take at
 // once succeeds even past a write deadline. Reads always go through the
 // poller: a read that finds nothing must reset readiness first.

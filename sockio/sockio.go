@@ -25,6 +25,9 @@ type Conn struct {
 	// reused) under a direct write.
 	inflight atomic.Int32
 	closing  atomic.Bool
+	// writeMu keeps concurrent Writes whole, as net.Conn promises (the
+	// runtime's descriptor lock did it before).
+	writeMu sync.Mutex
 }
 
 // Wrap returns c as a *Conn when it is a plain TCP or Unix socket, and c
@@ -153,6 +156,8 @@ func (c *Conn) Write(b []byte) (int, error) {
 	if len(b) == 0 {
 		return 0, nil
 	}
+	c.writeMu.Lock()
+	defer c.writeMu.Unlock()
 	n := 0
 	if c.enter() {
 		var errno syscall.Errno

@@ -151,6 +151,41 @@ func TestConn(t *testing.T) {
 				t.Fatal("Read did not return after Close")
 			}
 		})
+		t.Run(network+"/concurrent writes stay whole", func(t *testing.T) {
+			t.Parallel()
+			c, peer := pair(t, network)
+			const writers, each, size = 4, 12, 200 << 10 // writes that fill the socket buffer midway
+			got := make(chan []byte, 1)
+			go func() {
+				b, _ := io.ReadAll(peer)
+				got <- b
+			}()
+			var wg sync.WaitGroup
+			for w := 0; w < writers; w++ {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					msg := bytes.Repeat([]byte{byte('a' + w)}, size)
+					for i := 0; i < each; i++ {
+						if _, err := c.Write(msg); err != nil {
+							t.Error(err)
+							return
+						}
+					}
+				}()
+			}
+			wg.Wait()
+			c.Close()
+			b := <-got
+			if len(b) != writers*each*size {
+				t.Fatalf("peer got %d bytes, want %d", len(b), writers*each*size)
+			}
+			for i := 0; i < len(b); i += size {
+				if bytes.Count(b[i:i+size], b[i:i+1]) != size {
+					t.Fatalf("write %d was interleaved with another", i/size)
+				}
+			}
+		})
 		t.Run(network+"/close under writers", func(t *testing.T) {
 			t.Parallel()
 			c, peer := pair(t, network)
