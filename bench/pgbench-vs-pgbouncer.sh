@@ -13,6 +13,9 @@
 # (PROXIES may also name looproto: bench/looproto, an experimental event-loop
 # relay that only shows what that shape costs in Go; not a proxy to use)
 # SHARDWIRE_BIN=path (a prebuilt binary instead of building ./cmd/shardwire)
+# SHARDWIRE_BASE_BIN=path with PROXIES naming base: a second shardwire build
+# (say, the last commit's) in the same interleaved run, for an A/B ratio that
+# this shared machine's drift does not blur
 # KEEP=1 (keep the work directory with every log and config)
 #
 # PgBouncer before 1.21 cannot keep protocol-level prepared statements in
@@ -65,6 +68,10 @@ trap 'exit 130' INT TERM
 
 log "building (work dir $work)"
 go build -o "$work/benchenv" ./bench/cmd/benchenv
+if wants base; then
+	[ -n "${SHARDWIRE_BASE_BIN:-}" ] || die "PROXIES names base: set SHARDWIRE_BASE_BIN to the shardwire binary to compare with"
+	cp "$SHARDWIRE_BASE_BIN" "$work/shardwire-base"
+fi
 if wants shardwire; then
 	if [ -n "${SHARDWIRE_BIN:-}" ]; then
 		cp "$SHARDWIRE_BIN" "$work/shardwire"
@@ -75,7 +82,7 @@ if wants shardwire; then
 fi
 
 password=$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')
-"$work/benchenv" -info "$work/env.sh" -user bench -password "$password" -database bench -free-ports 4 \
+"$work/benchenv" -info "$work/env.sh" -user bench -password "$password" -database bench -free-ports 6 \
 	>"$work/benchenv.log" 2>&1 &
 benchenv_pid=$!
 pids+=("$benchenv_pid")
@@ -87,7 +94,7 @@ done
 [ -e "$work/env.sh" ] || die "PostgreSQL did not start in 120 s"
 # shellcheck source=/dev/null
 source "$work/env.sh"
-read -r BOUNCER_PORT SW_PORT SW_ADMIN_PORT LOOP_PORT <<<"$FREE_PORTS"
+read -r BOUNCER_PORT SW_PORT SW_ADMIN_PORT LOOP_PORT BASE_PORT BASE_ADMIN_PORT <<<"$FREE_PORTS"
 export PGPASSWORD=$password PGSSLMODE=disable PGCONNECT_TIMEOUT=10
 log "PostgreSQL on $PRIMARY_ADDR ($("$(pg_config --bindir)/postgres" --version))"
 
@@ -140,10 +147,11 @@ EOF
 	wait_ready "$BOUNCER_PORT" "${PID[pgbouncer]}" pgbouncer "$work/pgbouncer/pgbouncer.log"
 	log "$("$PGBOUNCER" --version | head -n1) on 127.0.0.1:$BOUNCER_PORT, pid ${PID[pgbouncer]}"
 fi
-if wants shardwire; then
-	cat >"$work/shardwire.yaml" <<EOF
-listen: 127.0.0.1:$SW_PORT
-admin_listen: 127.0.0.1:$SW_ADMIN_PORT
+# shardwire_config PORT ADMIN_PORT: the config both shardwire builds run.
+shardwire_config() {
+	cat <<EOF
+listen: 127.0.0.1:$1
+admin_listen: 127.0.0.1:$2
 database: bench
 users:
   - name: bench
@@ -162,12 +170,24 @@ shards:
     replicas: []
 default_shard: s0
 EOF
+}
+if wants shardwire; then
+	shardwire_config "$SW_PORT" "$SW_ADMIN_PORT" >"$work/shardwire.yaml"
 	"$work/shardwire" run -c "$work/shardwire.yaml" >"$work/shardwire.log" 2>&1 &
 	PID[shardwire]=$!
 	PORT[shardwire]=$SW_PORT
 	pids+=("${PID[shardwire]}")
 	wait_ready "$SW_PORT" "${PID[shardwire]}" shardwire "$work/shardwire.log"
 	log "shardwire $("$work/shardwire" version 2>/dev/null || true) on 127.0.0.1:$SW_PORT, pid ${PID[shardwire]}"
+fi
+if wants base; then
+	shardwire_config "$BASE_PORT" "$BASE_ADMIN_PORT" >"$work/shardwire-base.yaml"
+	"$work/shardwire-base" run -c "$work/shardwire-base.yaml" >"$work/shardwire-base.log" 2>&1 &
+	PID[base]=$!
+	PORT[base]=$BASE_PORT
+	pids+=("${PID[base]}")
+	wait_ready "$BASE_PORT" "${PID[base]}" base "$work/shardwire-base.log"
+	log "base: shardwire $("$work/shardwire-base" version 2>/dev/null || true) from $SHARDWIRE_BASE_BIN on 127.0.0.1:$BASE_PORT, pid ${PID[base]}"
 fi
 if wants looproto; then
 	go build -o "$work/looproto" ./bench/looproto
@@ -181,26 +201,27 @@ if wants looproto; then
 fi
 read -ra proxies <<<"$PROXIES"
 for p in "${proxies[@]}"; do
-	[ -n "${PID[$p]:-}" ] || die "unknown proxy $p (pgbouncer, shardwire, looproto)"
+	[ -n "${PID[$p]:-}" ] || die "unknown proxy $p (pgbouncer, shardwire, base, looproto)"
 done
 
-# cpu_ticks PID: user+system CPU of the process, all threads, in clock ticks.
+# cpu_ticks PID: user and system CPU of the process, all threads, in clock
+# ticks.
 cpu_ticks() {
 	local stat
 	stat=$(<"/proc/$1/stat")
 	stat=${stat##*) } # the command name may contain spaces
 	local -a f
 	read -ra f <<<"$stat"
-	echo $((f[11] + f[12])) # fields 14 and 15 of proc(5)
+	echo "${f[11]} ${f[12]}" # fields 14 and 15 of proc(5)
 }
 
 # bench PROXY MODE SECONDS: runs pgbench and writes "tps transactions failed
 # cpu_ms" to $work/last. pgbench runs in the background so that a signal to
 # this script is handled at once (bash runs traps only between commands).
 bench() {
-	local proxy=$1 mode=$2 secs=$3 out before after rc=0
+	local proxy=$1 mode=$2 secs=$3 out u0 s0 u1 s1 rc=0
 	out="$work/run.$proxy.$mode.$RANDOM.log"
-	before=$(cpu_ticks "${PID[$proxy]}")
+	read -r u0 s0 <<<"$(cpu_ticks "${PID[$proxy]}")"
 	# A proxy that stops answering must not hang the benchmark.
 	timeout -k 5 $((secs + 60)) pgbench -n -S -c "$CLIENTS" -j "$JOBS" -T "$secs" -M "$mode" \
 		-h 127.0.0.1 -p "${PORT[$proxy]}" -U bench bench >"$out" 2>&1 &
@@ -212,15 +233,15 @@ bench() {
 	elif [ "$rc" -ne 0 ]; then
 		log "pgbench through $proxy (-M $mode) failed: $(grep -m1 -iE 'error|abort' "$out" || tail -n1 "$out")"
 	fi
-	after=$(cpu_ticks "${PID[$proxy]}")
-	awk -v cpu=$(((after - before) * 1000 / CLK_TCK)) '
+	read -r u1 s1 <<<"$(cpu_ticks "${PID[$proxy]}")"
+	awk -v cpu=$(((u1 - u0 + s1 - s0) * 1000 / CLK_TCK)) -v user=$(((u1 - u0) * 1000 / CLK_TCK)) '
 		/^tps = .*without initial connection time/ { tps = $3 }
 		/^number of transactions actually processed:/ { tx = $6; sub(/\/.*/, "", tx) }
 		/^number of failed transactions:/ { failed = $5 }
 		/aborted in command|Run was aborted/ { aborted = 1 }
 		END {
 			if (tps == "" || aborted) tps = "FAILED"
-			printf "%s %s %s %d\n", tps, (tx == "" ? 0 : tx), (failed == "" ? 0 : failed), cpu
+			printf "%s %s %s %d %d\n", tps, (tx == "" ? 0 : tx), (failed == "" ? 0 : failed), cpu, user
 		}' "$out" >"$work/last"
 }
 
@@ -231,15 +252,16 @@ fi
 
 results="$work/results"
 : >"$results"
-printf '\n%-9s %-5s %-10s %12s %12s %8s %9s %14s\n' mode round proxy tps transactions failed cpu_ms cpu_ms_per_1k
+printf '\n%-9s %-5s %-10s %12s %12s %8s %9s %14s %15s\n' mode round proxy tps transactions failed cpu_ms cpu_ms_per_1k user_ms_per_1k
 for mode in $MODES; do
 	for round in $(seq "$ROUNDS"); do
 		for p in "${proxies[@]}"; do
 			bench "$p" "$mode" "$DURATION"
-			read -r tps tx failed cpu <"$work/last"
+			read -r tps tx failed cpu user <"$work/last"
 			per1k=$(awk -v c="$cpu" -v t="$tx" 'BEGIN { if (t > 0) printf "%.2f", c * 1000 / t; else print "-" }')
-			printf '%-9s %-5s %-10s %12s %12s %8s %9s %14s\n' "$mode" "$round" "$p" "$tps" "$tx" "$failed" "$cpu" "$per1k"
-			echo "$mode $p $tps $tx $cpu" >>"$results"
+			user1k=$(awk -v c="$user" -v t="$tx" 'BEGIN { if (t > 0) printf "%.2f", c * 1000 / t; else print "-" }')
+			printf '%-9s %-5s %-10s %12s %12s %8s %9s %14s %15s\n' "$mode" "$round" "$p" "$tps" "$tx" "$failed" "$cpu" "$per1k" "$user1k"
+			echo "$mode $p $tps $tx $cpu $user" >>"$results"
 		done
 	done
 done
@@ -248,7 +270,7 @@ echo
 echo "summary (mean over $ROUNDS rounds of ${DURATION}s, pgbench -S -c $CLIENTS -j $JOBS, pool size $POOL_SIZE, transaction pooling):"
 awk '
 	$3 == "FAILED" { bad[$1 " " $2] = 1; next }
-	{ k = $1 " " $2; n[k]++; tps[k] += $3; tx[k] += $4; cpu[k] += $5 }
+	{ k = $1 " " $2; n[k]++; tps[k] += $3; tx[k] += $4; cpu[k] += $5; user[k] += $6 }
 	END {
 		nm = split("'"$MODES"'", modes, " ")
 		np = split("'"$PROXIES"'", prox, " ")
@@ -257,15 +279,19 @@ awk '
 			for (j = 1; j <= np; j++) {
 				k = m " " prox[j]
 				if (bad[k]) printf "  -M %-9s %-10s at least one run FAILED\n", m, prox[j]
-				if (n[k]) printf "  -M %-9s %-10s %10.0f tps  %7.2f CPU ms per 1000 transactions\n", m, prox[j], tps[k] / n[k], cpu[k] * 1000 / tx[k]
+				if (n[k]) printf "  -M %-9s %-10s %10.0f tps  %7.2f CPU ms per 1000 transactions (user %.2f, system %.2f)\n", m, prox[j], tps[k] / n[k], cpu[k] * 1000 / tx[k], user[k] * 1000 / tx[k], (cpu[k] - user[k]) * 1000 / tx[k]
 			}
-			b = m " pgbouncer"
-			for (j = 1; j <= np; j++) {
-				if (prox[j] == "pgbouncer") continue
-				s = m " " prox[j]
-				if (n[b] && n[s] && !bad[b] && !bad[s])
-					printf "  -M %-9s TPS ratio %s/pgbouncer = %.3f, CPU per transaction ratio = %.3f\n", m, prox[j],
-						(tps[s] / n[s]) / (tps[b] / n[b]), (cpu[s] / tx[s]) / (cpu[b] / tx[b])
+			# Ratios against PgBouncer, and shardwire against base (A/B).
+			for (r = 1; r <= 2; r++) {
+				ref = (r == 1) ? "pgbouncer" : "base"
+				b = m " " ref
+				for (j = 1; j <= np; j++) {
+					if (prox[j] == ref || (r == 2 && prox[j] != "shardwire")) continue
+					s = m " " prox[j]
+					if (n[b] && n[s] && !bad[b] && !bad[s])
+						printf "  -M %-9s TPS ratio %s/%s = %.3f, CPU per transaction ratio = %.3f\n", m, prox[j], ref,
+							(tps[s] / n[s]) / (tps[b] / n[b]), (cpu[s] / tx[s]) / (cpu[b] / tx[b])
+				}
 			}
 		}
 	}' "$results"
