@@ -4,8 +4,10 @@ import (
 	"fmt"
 	"hash/maphash"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"unicode/utf8"
 
 	pg_query "github.com/pganalyze/pg_query_go/v6"
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -184,11 +186,12 @@ func (a *Analyzer) ClassifyWith(s *Scratch, sql string) *Analysis {
 	}
 	h := maphash.Bytes(a.seed, s.shape)
 	if an := a.cache.get(h, s.shape); an != nil {
-		if an.keys == nil || sameKinds(an.litKinds, s.lits) {
+		if an.keys == nil || (sameKinds(an.litKinds, s.lits) && !refusedText(sql, s.lits)) {
 			return an
 		}
-		// Same shape, other literal kinds: analyse this text on its own
-		// (uncached, the resident entry stays).
+		// Same shape, other literal kinds, or a text PostgreSQL refuses:
+		// analyse this text on its own (uncached, the resident entry
+		// stays).
 		a.misses.Add(1)
 		return a.analyze(string(s.shape), sql, s.lits)
 	}
@@ -198,6 +201,27 @@ func (a *Analyzer) ClassifyWith(s *Scratch, sql string) *Analysis {
 		return an
 	}
 	return a.cache.add(h, an)
+}
+
+// refusedText reports a text PostgreSQL refuses however its shape parses:
+// invalid UTF-8, or an escape that makes a NUL byte or invalid UTF-8
+// (E'\00', E'\xff', U&'\0000'). Such a text must not borrow the cached
+// analysis of a valid statement of its shape: routed by key it would go to
+// one shard, analysed on its own to the default one (both refuse it).
+func refusedText(sql string, lits []Literal) bool {
+	if !utf8.ValidString(sql) {
+		return true
+	}
+	for _, l := range lits {
+		if l.Kind != LitEscape && l.Kind != LitUnicode {
+			continue
+		}
+		v, err := l.Value(sql)
+		if err != nil || strings.IndexByte(v, 0) >= 0 || !utf8.ValidString(v) {
+			return true
+		}
+	}
+	return false
 }
 
 // sameKinds reports whether lits have the kinds an analysis was built from.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -936,5 +937,35 @@ func TestCacheKeepsLiteralKinds(t *testing.T) {
 	}
 	if err := route("INSERT INTO orders (customer_id, note) VALUES (- '5', 'x')"); err == nil {
 		t.Error("after -5, an expression key was accepted")
+	}
+}
+
+// TestCacheRefusedText: a text PostgreSQL refuses (an escape making a NUL or
+// invalid UTF-8, or invalid UTF-8 itself) must not borrow the cached key
+// analysis of a valid statement of its shape: it is analysed on its own, as
+// it would be without the cache (found by FuzzSplitInsert in CI: E'\00'
+// after E'\01' split by key, while its own parts went to the default shard).
+func TestCacheRefusedText(t *testing.T) {
+	t.Parallel()
+	m := splitMap(t)
+	const valid = `INSERT INTO stores (region, name) VALUES ('ca', E'\01'), ('eu', 'x')`
+	for _, refused := range []string{
+		`INSERT INTO stores (region, name) VALUES ('ca', E'\00'), ('eu', 'x')`,
+		`INSERT INTO stores (region, name) VALUES ('ca', E'\xff'), ('eu', 'x')`,
+		`INSERT INTO stores (region, name) VALUES ('ca', U&'\0000'), ('eu', 'x')`,
+		"INSERT INTO stores (region, name) VALUES ('ca', E'\xff\x01'), ('eu', '\xff')",
+	} {
+		fresh, err := NewAnalyzer(Config{}).SplitInsert(refused, nil, m, RouteOptions{})
+		if err != nil {
+			t.Fatalf("%q on its own: %v", refused, err)
+		}
+		a := NewAnalyzer(Config{})
+		if parts, err := a.SplitInsert(valid, nil, m, RouteOptions{}); err != nil || len(parts) != 2 {
+			t.Fatalf("%q: %+v, %v; want two parts", valid, parts, err)
+		}
+		after, err := a.SplitInsert(refused, nil, m, RouteOptions{})
+		if err != nil || !reflect.DeepEqual(after, fresh) {
+			t.Errorf("%q after the valid statement: %+v, %v; on its own: %+v", refused, after, err, fresh)
+		}
 	}
 }
