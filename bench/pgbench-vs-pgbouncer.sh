@@ -171,23 +171,24 @@ shards:
 default_shard: s0
 EOF
 }
+# start_shardwire NAME BINARY PORT ADMIN_PORT: runs a shardwire build as
+# proxy NAME.
+start_shardwire() {
+	local name=$1 bin=$2
+	shardwire_config "$3" "$4" >"$work/$name.yaml"
+	"$bin" run -c "$work/$name.yaml" >"$work/$name.log" 2>&1 &
+	PID[$name]=$!
+	PORT[$name]=$3
+	pids+=("${PID[$name]}")
+	wait_ready "$3" "${PID[$name]}" "$name" "$work/$name.log"
+	log "$name: shardwire $("$bin" version 2>/dev/null || true) on 127.0.0.1:$3, pid ${PID[$name]}"
+}
 if wants shardwire; then
-	shardwire_config "$SW_PORT" "$SW_ADMIN_PORT" >"$work/shardwire.yaml"
-	"$work/shardwire" run -c "$work/shardwire.yaml" >"$work/shardwire.log" 2>&1 &
-	PID[shardwire]=$!
-	PORT[shardwire]=$SW_PORT
-	pids+=("${PID[shardwire]}")
-	wait_ready "$SW_PORT" "${PID[shardwire]}" shardwire "$work/shardwire.log"
-	log "shardwire $("$work/shardwire" version 2>/dev/null || true) on 127.0.0.1:$SW_PORT, pid ${PID[shardwire]}"
+	start_shardwire shardwire "$work/shardwire" "$SW_PORT" "$SW_ADMIN_PORT"
 fi
 if wants base; then
-	shardwire_config "$BASE_PORT" "$BASE_ADMIN_PORT" >"$work/shardwire-base.yaml"
-	"$work/shardwire-base" run -c "$work/shardwire-base.yaml" >"$work/shardwire-base.log" 2>&1 &
-	PID[base]=$!
-	PORT[base]=$BASE_PORT
-	pids+=("${PID[base]}")
-	wait_ready "$BASE_PORT" "${PID[base]}" base "$work/shardwire-base.log"
-	log "base: shardwire $("$work/shardwire-base" version 2>/dev/null || true) from $SHARDWIRE_BASE_BIN on 127.0.0.1:$BASE_PORT, pid ${PID[base]}"
+	start_shardwire base "$work/shardwire-base" "$BASE_PORT" "$BASE_ADMIN_PORT"
+	log "base is $SHARDWIRE_BASE_BIN"
 fi
 if wants looproto; then
 	go build -o "$work/looproto" ./bench/looproto
