@@ -1,10 +1,8 @@
 package metrics
 
 import (
-	"maps"
 	"net/http"
 	"sync"
-	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -25,10 +23,8 @@ type Recorder struct {
 	reloads  *prometheus.CounterVec
 	mapInfo  *prometheus.GaugeVec
 
-	mu sync.Mutex // serialises adding to nodes and errs
-	// nodes is copied on write: every transaction looks its node up, and
-	// new (shard, node, role) triples are rare.
-	nodes atomic.Pointer[map[[3]string]*Node]
+	mu    sync.Mutex
+	nodes map[[3]string]*Node
 	errs  map[string]prometheus.Counter
 }
 
@@ -66,9 +62,9 @@ func New(state func() State) *Recorder {
 		mapInfo: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "shardwire_shardmap_info", Help: "The shard map in use: 1 for its version.",
 		}, []string{"version"}),
-		errs: map[string]prometheus.Counter{},
+		nodes: map[[3]string]*Node{},
+		errs:  map[string]prometheus.Counter{},
 	}
-	r.nodes.Store(&map[[3]string]*Node{})
 	reg.MustRegister(r.queries, r.duration, r.errors, r.reloads, r.mapInfo,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if state != nil {
@@ -86,20 +82,13 @@ func (r *Recorder) Node(shard, node, role string) *Node {
 		return nil
 	}
 	key := [3]string{shard, node, role}
-	if n := (*r.nodes.Load())[key]; n != nil {
-		return n
-	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	old := *r.nodes.Load()
-	if n := old[key]; n != nil {
-		return n
+	n := r.nodes[key]
+	if n == nil {
+		n = &Node{queries: r.queries.WithLabelValues(shard, node, role), duration: r.duration.WithLabelValues(shard, role)}
+		r.nodes[key] = n
 	}
-	n := &Node{queries: r.queries.WithLabelValues(shard, node, role), duration: r.duration.WithLabelValues(shard, role)}
-	next := make(map[[3]string]*Node, len(old)+1)
-	maps.Copy(next, old)
-	next[key] = n
-	r.nodes.Store(&next)
 	return n
 }
 
