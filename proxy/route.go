@@ -179,9 +179,7 @@ func (s *session) markWrite(shard string) {
 	if !s.srv.config().Routing.ReadYourWrites {
 		return
 	}
-	// One monotonic clock read; health samples are compared by their
-	// monotonic readings too.
-	now := epoch.Add(time.Duration(monoNow()))
+	now := monoTime() // compared with health samples' monotonic readings
 	for i := range s.ryw {
 		if s.ryw[i].shard == shard {
 			s.ryw[i] = rywMark{shard: shard, after: now}

@@ -680,8 +680,7 @@ func (s *session) lockAttached(req routeRequest) error {
 	var deadline time.Time
 	startClock := func() {
 		if deadline.IsZero() {
-			// One monotonic clock read (time.Now takes two).
-			deadline = epoch.Add(time.Duration(monoNow()) + s.srv.config().Pool.AcquireTimeout)
+			deadline = monoTime().Add(s.srv.config().Pool.AcquireTimeout)
 		}
 	}
 	var skip string
@@ -1835,14 +1834,13 @@ func (s *session) retryElsewhere(c *pool.Conn, p *pool.Pool, cause error) (*pool
 		ch.ReportFailure(c.Addr(), cause)
 	}
 	np := s.pickReplicaExcept(shard, c.Addr())
-	var writerPool *pool.Pool
-	if np == nil {
+	toWriter := np == nil
+	if toWriter {
 		addr, err := s.writer(shard)
 		if err != nil {
 			return nil, nil
 		}
 		np = s.srv.pool(addr, s.user)
-		writerPool = np
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), s.srv.config().Pool.AcquireTimeout)
 	nc, err := np.Borrow(ctx)
@@ -1871,7 +1869,7 @@ func (s *session) retryElsewhere(c *pool.Conn, p *pool.Pool, cause error) (*pool
 	out = append(out, q...)
 	s.replayDesc = desc
 	s.server, s.pool = nc, np
-	s.target = s.targetFor(shard, np, np == writerPool)
+	s.target = s.targetFor(shard, np, toWriter)
 	s.mu.Unlock()
 	p.Discard(c)
 	s.logger().Info("read retried on another node", "failed", c.Addr(), "node", np.Addr(), "err", cause)
@@ -2100,6 +2098,11 @@ var epoch = time.Now().Add(-time.Nanosecond)
 // monoNow reads the monotonic clock in nanoseconds: one clock read where
 // time.Now takes two (wall and monotonic), for per-statement latency.
 func monoNow() int64 { return int64(time.Since(epoch)) }
+
+// monoTime is time.Now from one clock read: its wall part is epoch's plus
+// the monotonic time since, and comparisons with other times that carry a
+// monotonic reading (time.Now's) use the monotonic parts.
+func monoTime() time.Time { return epoch.Add(time.Duration(monoNow())) }
 
 // observe records a finished statement's duration; mu is held.
 func (s *session) observe(sl *slot) {

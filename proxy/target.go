@@ -15,9 +15,7 @@ import (
 // a session keeps a pointer to its last one and, when the next transaction
 // goes to the same place (nearly always), looks nothing up.
 type attachTarget struct {
-	shard   string
-	pool    *pool.Pool
-	writer  bool
+	targetKey
 	metrics *metrics.Node // nil without metrics
 	gate    *shardGate
 }
@@ -30,16 +28,16 @@ type targetKey struct {
 
 // target returns the shared target for a connection from p serving shard.
 func (s *Server) target(shard string, p *pool.Pool, writer bool) *attachTarget {
-	return s.targets.get(targetKey{shard, p, writer}, func() *attachTarget {
-		return &attachTarget{shard: shard, pool: p, writer: writer,
-			metrics: s.nodeMetrics(shard, p.Addr(), writer), gate: s.gate(shard)}
+	key := targetKey{shard, p, writer}
+	return s.targets.get(key, func() *attachTarget {
+		return &attachTarget{targetKey: key, metrics: s.nodeMetrics(shard, p.Addr(), writer), gate: s.gate(shard)}
 	})
 }
 
 // targetFor is Server.target, answered from the session's last target when
 // it matches.
 func (s *session) targetFor(shard string, p *pool.Pool, writer bool) *attachTarget {
-	if t := s.target; t != nil && t.pool == p && t.writer == writer && t.shard == shard {
+	if t := s.target; t != nil && t.targetKey == (targetKey{shard, p, writer}) {
 		return t
 	}
 	return s.srv.target(shard, p, writer)
