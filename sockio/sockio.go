@@ -110,20 +110,31 @@ func (op *ioOp) read(fd uintptr) bool {
 }
 
 func (op *ioOp) write(fd uintptr) bool {
-	for op.n < len(op.b) {
-		w, e := rawWrite(fd, op.b[op.n:])
+	w, e := sendAll(fd, op.b[op.n:])
+	op.n += w
+	if e == syscall.EAGAIN {
+		return false // the send buffer is full: wait for room
+	}
+	op.errno = e
+	return true
+}
+
+// sendAll writes b until it is all sent or the socket refuses more: it
+// returns how much went, and 0, EAGAIN (the send buffer is full) or the
+// error that stopped it.
+func sendAll(fd uintptr, b []byte) (int, syscall.Errno) {
+	n := 0
+	for n < len(b) {
+		w, e := rawWrite(fd, b[n:])
 		switch e {
 		case 0:
-			op.n += w
+			n += w
 		case syscall.EINTR:
-		case syscall.EAGAIN:
-			return false // the send buffer is full: wait for room
 		default:
-			op.errno = e
-			return true
+			return n, e
 		}
 	}
-	return true
+	return n, 0
 }
 
 // Read reads what the socket holds, waiting for it through the runtime's
@@ -161,17 +172,7 @@ func (c *Conn) Write(b []byte) (int, error) {
 	n := 0
 	if c.enter() {
 		var errno syscall.Errno
-		for n < len(b) {
-			w, e := rawWrite(c.fd, b[n:])
-			if e == 0 {
-				n += w
-				continue
-			}
-			if e != syscall.EINTR {
-				errno = e
-				break
-			}
-		}
+		n, errno = sendAll(c.fd, b)
 		c.inflight.Add(-1)
 		switch errno {
 		case 0:
