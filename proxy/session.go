@@ -19,6 +19,7 @@ import (
 	"github.com/shardwire/shardwire/pool"
 	"github.com/shardwire/shardwire/router"
 	"github.com/shardwire/shardwire/shardmap"
+	"github.com/shardwire/shardwire/sockio"
 )
 
 // slotKind says what reply a forwarded (or synthesised) message expects.
@@ -155,6 +156,9 @@ type session struct {
 	// can watch) and whether epoll has it registered.
 	fd    int32
 	armed bool
+	// sendPending: srvOut holds requests that the next wait for the
+	// server's reply writes (flushServerThenRead). Client goroutine.
+	sendPending bool
 	// relayLive counts serverLoop goroutines not yet returned: one that
 	// has released its connection still flushes the client afterwards.
 	relayLive atomic.Int32
@@ -454,7 +458,7 @@ func (s *session) serve() bool {
 			return false
 		}
 		if s.client.buffered() == 0 || len(s.srvOut) > 64<<10 {
-			s.flushServer()
+			s.flushServerThenRead()
 		}
 		if s.client.buffered() == 0 {
 			if !s.relayReplies() {
@@ -1544,7 +1548,15 @@ func (s *session) handleSync() error {
 }
 
 // flushServer writes pending client messages to the attached server.
-func (s *session) flushServer() {
+func (s *session) flushServer() { s.flushServerOrDefer(false) }
+
+// flushServerThenRead is flushServer for serve, which reads the replies
+// next (relayReplies) when the client has sent everything: then the write
+// is left to the read (sendPending), which arms its wait before writing
+// and so tries no read in vain (sockio.WriteAwaitReadable).
+func (s *session) flushServerThenRead() { s.flushServerOrDefer(s.client.buffered() == 0) }
+
+func (s *session) flushServerOrDefer(mayDefer bool) {
 	if len(s.srvOut) == 0 {
 		return
 	}
@@ -1560,18 +1572,19 @@ func (s *session) flushServer() {
 			s.startRelayLocked()
 		}
 	}
+	deferred := mayDefer && c != nil && !s.relayRunning && s.flushPoint && s.copyStarted <= s.copyEnded && c.Reader.Buffered() == 0
 	s.mu.Unlock()
+	if deferred {
+		s.sendPending = true
+		return
+	}
 	if c != nil {
 		if _, err := c.Write(s.srvOut); err != nil {
 			// The reader of the connection sees it broken and reports it.
 			_ = c.Close()
 		}
 	}
-	if cap(s.srvOut) > 256<<10 {
-		s.srvOut = nil
-	} else {
-		s.srvOut = s.srvOut[:0]
-	}
+	s.resetSrvOut()
 }
 
 // lastFrameStart returns where the last frame in buf starts.
@@ -1592,6 +1605,10 @@ func lastFrameStart(buf []byte) int {
 // does not make the server answer yet. A serverLoop goroutine, when one
 // runs, does this instead. It returns false when the session must end.
 func (s *session) relayReplies() bool {
+	if s.sendPending {
+		// Whatever way this returns, the requests must have gone.
+		defer s.sendNow()
+	}
 	if !s.flushPoint || s.copyStarted > s.copyEnded {
 		return true
 	}
@@ -1611,6 +1628,9 @@ func (s *session) relayReplies() bool {
 			return true
 		}
 		s.mu.Unlock()
+		if c.Reader.Buffered() != 0 {
+			s.sendNow()
+		}
 		if c.Reader.Buffered() == 0 && !s.serverAnswersSoon(c) {
 			// A slow statement: hand the reading to a relay goroutine and
 			// go back to the client, so that a client that leaves or
@@ -1676,11 +1696,11 @@ func (s *session) serverAnswersSoon(c *pool.Conn) bool {
 	var err error
 	if s.srv.idle == nil {
 		_ = c.SetReadDeadline(time.Now().Add(relayPatience))
-		_, err = c.Reader.Peek(1)
+		err = s.awaitServer(c)
 		_ = c.SetReadDeadline(time.Time{})
 	} else {
 		s.waitState.Store(waitServer)
-		_, err = c.Reader.Peek(1)
+		err = s.awaitServer(c)
 		if s.waitState.Swap(waitBusy) == waitServerKick {
 			// The sweep holds mu until its SetReadDeadline is done:
 			// wait for it, then take its deadline back.
@@ -1697,6 +1717,57 @@ func (s *session) serverAnswersSoon(c *pool.Conn) bool {
 	}
 	var ne net.Error
 	return !(errors.As(err, &ne) && ne.Timeout())
+}
+
+// awaitServer sends the requests left pending for c, if any, and waits
+// until c has something to read, consuming nothing.
+func (s *session) awaitServer(c *pool.Conn) error {
+	if s.sendPending {
+		s.sendPending = false
+		out := s.srvOut
+		n, err := 0, error(nil)
+		if sc, ok := c.Conn.(*sockio.Conn); ok {
+			n, err = sc.WriteAwaitReadable(out)
+		}
+		if n == len(out) {
+			s.resetSrvOut()
+			return err // readable, or the wait ended (deadline, Close)
+		}
+		// Not all sent (a full send buffer, an error, a past deadline):
+		// the rest the usual way, then the usual wait.
+		if _, err := c.Write(out[n:]); err != nil {
+			_ = c.Close() // the read below reports it
+		}
+		s.resetSrvOut()
+	}
+	_, err := c.Reader.Peek(1)
+	return err
+}
+
+// sendNow writes the requests left pending for the attached server.
+func (s *session) sendNow() {
+	if !s.sendPending {
+		return
+	}
+	s.sendPending = false
+	s.mu.Lock()
+	c := s.server
+	s.mu.Unlock()
+	if c != nil {
+		if _, err := c.Write(s.srvOut); err != nil {
+			_ = c.Close()
+		}
+	}
+	s.resetSrvOut()
+}
+
+// resetSrvOut empties srvOut once written, dropping a big buffer.
+func (s *session) resetSrvOut() {
+	if cap(s.srvOut) > 256<<10 {
+		s.srvOut = nil
+	} else {
+		s.srvOut = s.srvOut[:0]
+	}
 }
 
 // injectFailure ends a session whose state could not be applied on a server

@@ -3,6 +3,7 @@
 package sockio
 
 import (
+	"errors"
 	"io"
 	"net"
 	"os"
@@ -86,15 +87,29 @@ type ioOp struct {
 	b       []byte
 	n       int
 	errno   syscall.Errno
+	sent    bool // sendThenWait: b has been written (or could not be)
 	readFn  func(fd uintptr) bool
 	writeFn func(fd uintptr) bool
+	sendFn  func(fd uintptr) bool
 }
 
 var ops = sync.Pool{New: func() any {
 	op := new(ioOp)
-	op.readFn, op.writeFn = op.read, op.write
+	op.readFn, op.writeFn, op.sendFn = op.read, op.write, op.sendThenWait
 	return op
 }}
+
+// sendThenWait writes b on its first call and asks to wait for the socket
+// to become readable; on the next call (readable) it is done. A write the
+// socket does not take whole ends it at once (n tells how much went).
+func (op *ioOp) sendThenWait(fd uintptr) bool {
+	if op.sent {
+		return true
+	}
+	op.sent = true
+	op.n, op.errno = sendAll(fd, op.b)
+	return op.errno != 0 // EAGAIN included: the caller writes the rest
+}
 
 func (op *ioOp) read(fd uintptr) bool {
 	for {
@@ -192,6 +207,44 @@ func (c *Conn) Write(b []byte) (int, error) {
 	}
 	return n, nil
 }
+
+// WriteAwaitReadable writes b and then waits until the socket has something
+// to read (or its read deadline passes), without reading it: for a request
+// whose reply the caller reads next. The wait is armed before the write, so
+// the reply cannot slip by (every arrival of data reports the socket
+// readable again), and no read is tried in vain before the reply can have
+// come: Read tries the socket before it waits, a system call that finds
+// nothing right after a request. It returns how much of b went; on an
+// error, or when the send buffer could not take all of b (ErrWouldBlock),
+// the caller writes the rest with Write and reads as usual.
+func (c *Conn) WriteAwaitReadable(b []byte) (int, error) {
+	if len(b) == 0 {
+		return 0, nil
+	}
+	c.writeMu.Lock()
+	defer c.writeMu.Unlock()
+	op := ops.Get().(*ioOp)
+	op.b, op.n, op.errno, op.sent = b, 0, 0, false
+	err := c.raw.Read(op.sendFn)
+	n, errno := op.n, op.errno
+	op.b = nil
+	ops.Put(op)
+	switch {
+	case errno == syscall.EAGAIN:
+		return n, ErrWouldBlock
+	case errno != 0:
+		return n, c.opError("write", os.NewSyscallError("sendto", errno))
+	case err != nil:
+		// The write went, or not at all (a closed Conn); the wait ended
+		// (deadline, Close).
+		return n, c.opError("read", err)
+	}
+	return n, nil
+}
+
+// ErrWouldBlock is WriteAwaitReadable's answer when the send buffer did not
+// take everything.
+var ErrWouldBlock = errors.New("sockio: the send buffer is full")
 
 // enter counts a direct write in, unless the Conn is closing.
 func (c *Conn) enter() bool {

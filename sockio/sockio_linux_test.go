@@ -276,3 +276,101 @@ func BenchmarkPingPong(b *testing.B) {
 		})
 	}
 }
+
+// TestWriteAwaitReadable checks the request-then-wait of a proxy: it returns
+// once the reply starts to arrive, even with older unread bytes in the
+// socket (each arrival reports it readable again), and leaves the reply
+// unread; a full send buffer and a past deadline hand the rest back.
+func TestWriteAwaitReadable(t *testing.T) {
+	t.Parallel()
+	t.Run("reply", func(t *testing.T) {
+		t.Parallel()
+		for _, stale := range []bool{false, true} {
+			c, peer := pair(t, "tcp")
+			sc := c.(*Conn)
+			if stale {
+				// Unsolicited bytes the waiter has not read (a server's
+				// NOTICE): they must not make it miss the reply.
+				if _, err := peer.Write([]byte("old")); err != nil {
+					t.Fatal(err)
+				}
+				time.Sleep(20 * time.Millisecond)
+				buf := make([]byte, 1)
+				// Seen readable once and consumed a little: the state
+				// a relay is in after reading a reply.
+				if _, err := sc.Read(buf); err != nil {
+					t.Fatal(err)
+				}
+			}
+			replied := make(chan struct{})
+			go func() {
+				defer close(replied)
+				req := make([]byte, 4)
+				if _, err := io.ReadFull(peer, req); err != nil {
+					return
+				}
+				time.Sleep(30 * time.Millisecond)
+				_, _ = peer.Write(append([]byte("re:"), req...))
+			}()
+			start := time.Now()
+			n, err := sc.WriteAwaitReadable([]byte("ping"))
+			if err != nil || n != 4 {
+				t.Fatalf("stale=%v: WriteAwaitReadable = %d, %v", stale, n, err)
+			}
+			if !stale && time.Since(start) < 20*time.Millisecond {
+				t.Fatalf("returned after %v, before the reply was sent", time.Since(start))
+			}
+			<-replied
+			want := "re:ping"
+			if stale {
+				want = "ld" + want
+			}
+			got := make([]byte, len(want))
+			if _, err := io.ReadFull(sc, got); err != nil || string(got) != want {
+				t.Fatalf("stale=%v: read %q, %v; want %q", stale, got, err, want)
+			}
+		}
+	})
+	t.Run("past deadline", func(t *testing.T) {
+		t.Parallel()
+		c, peer := pair(t, "tcp")
+		sc := c.(*Conn)
+		_ = sc.SetReadDeadline(time.Now().Add(-time.Second))
+		n, err := sc.WriteAwaitReadable([]byte("ping"))
+		var ne net.Error
+		if !errors.As(err, &ne) || !ne.Timeout() {
+			t.Fatalf("err = %v, want a timeout", err)
+		}
+		// Whatever did not go is the caller's to write.
+		_ = sc.SetReadDeadline(time.Time{})
+		if _, err := sc.Write([]byte("ping")[n:]); err != nil {
+			t.Fatal(err)
+		}
+		got := make([]byte, 4)
+		if _, err := io.ReadFull(peer, got); err != nil || string(got) != "ping" {
+			t.Fatalf("peer read %q, %v", got, err)
+		}
+	})
+	t.Run("full send buffer", func(t *testing.T) {
+		t.Parallel()
+		c, peer := pair(t, "unix")
+		sc := c.(*Conn)
+		big := bytes.Repeat([]byte("x"), 16<<20) // more than a socket buffers
+		n, err := sc.WriteAwaitReadable(big)
+		if !errors.Is(err, ErrWouldBlock) || n <= 0 || n >= len(big) {
+			t.Fatalf("WriteAwaitReadable(16 MiB) = %d, %v; want part of it and ErrWouldBlock", n, err)
+		}
+		done := make(chan error, 1)
+		go func() {
+			_, err := sc.Write(big[n:])
+			done <- err
+		}()
+		got, err := io.ReadAll(io.LimitReader(peer, int64(len(big))))
+		if err != nil || len(got) != len(big) {
+			t.Fatalf("peer read %d bytes, %v", len(got), err)
+		}
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	})
+}
