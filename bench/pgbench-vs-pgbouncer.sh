@@ -3,7 +3,9 @@
 # local PostgreSQL, both in transaction pooling mode with the same pool size.
 # Prints TPS per run, the TPS ratio shardwire/pgbouncer per protocol mode, and
 # each proxy's CPU time (utime+stime from /proc/PID/stat) per 1000
-# transactions.
+# transactions; for each ratio also every round's own (its runs are back to
+# back, so on a shared machine they are steadier than the ratio of means)
+# and in how many rounds shardwire came out ahead.
 #
 #   bench/pgbench-vs-pgbouncer.sh
 #
@@ -262,7 +264,7 @@ for mode in $MODES; do
 			per1k=$(awk -v c="$cpu" -v t="$tx" 'BEGIN { if (t > 0) printf "%.2f", c * 1000 / t; else print "-" }')
 			user1k=$(awk -v c="$user" -v t="$tx" 'BEGIN { if (t > 0) printf "%.2f", c * 1000 / t; else print "-" }')
 			printf '%-9s %-5s %-10s %12s %12s %8s %9s %14s %15s\n' "$mode" "$round" "$p" "$tps" "$tx" "$failed" "$cpu" "$per1k" "$user1k"
-			echo "$mode $p $tps $tx $cpu $user" >>"$results"
+			echo "$mode $p $tps $tx $cpu $user $round" >>"$results"
 		done
 	done
 done
@@ -271,7 +273,10 @@ echo
 echo "summary (mean over $ROUNDS rounds of ${DURATION}s, pgbench -S -c $CLIENTS -j $JOBS, pool size $POOL_SIZE, transaction pooling):"
 awk '
 	$3 == "FAILED" { bad[$1 " " $2] = 1; next }
-	{ k = $1 " " $2; n[k]++; tps[k] += $3; tx[k] += $4; cpu[k] += $5; user[k] += $6 }
+	{
+		k = $1 " " $2; n[k]++; tps[k] += $3; tx[k] += $4; cpu[k] += $5; user[k] += $6
+		rtps[k, $7] = $3; rcpu[k, $7] = ($4 > 0) ? $5 / $4 : 0
+	}
 	END {
 		nm = split("'"$MODES"'", modes, " ")
 		np = split("'"$PROXIES"'", prox, " ")
@@ -289,9 +294,20 @@ awk '
 				for (j = 1; j <= np; j++) {
 					if (prox[j] == ref || (r == 2 && prox[j] != "shardwire")) continue
 					s = m " " prox[j]
-					if (n[b] && n[s] && !bad[b] && !bad[s])
-						printf "  -M %-9s TPS ratio %s/%s = %.3f, CPU per transaction ratio = %.3f\n", m, prox[j], ref,
-							(tps[s] / n[s]) / (tps[b] / n[b]), (cpu[s] / tx[s]) / (cpu[b] / tx[b])
+					if (!n[b] || !n[s] || bad[b] || bad[s]) continue
+					printf "  -M %-9s TPS ratio %s/%s = %.3f, CPU per transaction ratio = %.3f\n", m, prox[j], ref,
+						(tps[s] / n[s]) / (tps[b] / n[b]), (cpu[s] / tx[s]) / (cpu[b] / tx[b])
+					# The two runs of a round ran back to back, so their
+					# ratio drifts less with the load of a shared machine
+					# than the means do.
+					line = ""; less = 0; more = 0
+					for (rd = 1; rd <= '"$ROUNDS"'; rd++) {
+						if (rcpu[b, rd] <= 0 || rtps[b, rd] <= 0) continue
+						rc = rcpu[s, rd] / rcpu[b, rd]; rt = rtps[s, rd] / rtps[b, rd]
+						line = line sprintf(" %.2f/%.2f", rt, rc)
+						less += (rc < 1); more += (rt > 1)
+					}
+					printf "  -M %-9s   per round, TPS/CPU ratio:%s (CPU lower in %d, TPS higher in %d of %d)\n", m, line, less, more, n[s]
 				}
 			}
 		}
