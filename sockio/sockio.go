@@ -87,7 +87,8 @@ type ioOp struct {
 	b       []byte
 	n       int
 	errno   syscall.Errno
-	sent    bool // sendThenWait: b has been written (or could not be)
+	sent    bool        // sendThenWait: b has been written (or could not be)
+	wmu     *sync.Mutex // sendThenWait: the Conn's writeMu
 	readFn  func(fd uintptr) bool
 	writeFn func(fd uintptr) bool
 	sendFn  func(fd uintptr) bool
@@ -107,7 +108,10 @@ func (op *ioOp) sendThenWait(fd uintptr) bool {
 		return true
 	}
 	op.sent = true
+	// Held for the write only, not the wait that follows.
+	op.wmu.Lock()
 	op.n, op.errno = sendAll(fd, op.b)
+	op.wmu.Unlock()
 	return op.errno != 0 // EAGAIN included: the caller writes the rest
 }
 
@@ -221,13 +225,11 @@ func (c *Conn) WriteAwaitReadable(b []byte) (int, error) {
 	if len(b) == 0 {
 		return 0, nil
 	}
-	c.writeMu.Lock()
-	defer c.writeMu.Unlock()
 	op := ops.Get().(*ioOp)
-	op.b, op.n, op.errno, op.sent = b, 0, 0, false
+	op.b, op.n, op.errno, op.sent, op.wmu = b, 0, 0, false, &c.writeMu
 	err := c.raw.Read(op.sendFn)
 	n, errno := op.n, op.errno
-	op.b = nil
+	op.b, op.wmu = nil, nil
 	ops.Put(op)
 	switch {
 	case errno == syscall.EAGAIN:
