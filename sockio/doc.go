@@ -22,5 +22,12 @@
 // once succeeds even past a write deadline. Reads always go through the
 // poller: a read that finds nothing must reset readiness first.
 //
+// WriteAwaitReadable is a request and the wait for its reply in one: it
+// resets the read readiness, writes, then waits, and leaves the reply
+// unread. Read would try the socket first, a system call that finds
+// nothing right after a request; here the reply cannot slip by between the
+// write and the wait, since the wait is armed first and every arrival of
+// data reports the socket readable again.
+//
 // On other systems Wrap returns the connection unchanged.
 package sockio
