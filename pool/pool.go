@@ -79,7 +79,7 @@ type Conn struct {
 	StateFingerprint uint64
 
 	pool     *Pool
-	created  time.Time
+	created  int64 // monoNow when opened
 	returned int64 // monoNow when last returned or opened
 	done     bool
 }
@@ -403,19 +403,28 @@ func (p *Pool) InUse() int64 { return p.inUse.Load() }
 
 // usable reports whether an idle connection may be handed out.
 func (p *Pool) usable(c *Conn) bool {
-	if !p.usableFresh(c) {
+	now := monoNow() // one clock read for both checks
+	if !p.usableAt(c, now) {
 		return false
 	}
 	// A connection idle for a while may have been closed by the server
 	// (restart, idle_session_timeout, pg_terminate_backend). The peek is
 	// skipped for connections back within checkIdleAfter, the hot path
 	// under load, where a server that just died is noticed by the read.
-	return time.Duration(monoNow()-c.returned) <= checkIdleAfter || !peerClosed(c.Conn)
+	return time.Duration(now-c.returned) <= checkIdleAfter || !peerClosed(c.Conn)
 }
 
 // usableFresh is usable for a connection returned a moment ago.
 func (p *Pool) usableFresh(c *Conn) bool {
-	if p.opts.MaxLifetime > 0 && time.Since(c.created) > p.opts.MaxLifetime {
+	if p.opts.MaxLifetime <= 0 {
+		return c.Reader.Buffered() == 0
+	}
+	return p.usableAt(c, monoNow())
+}
+
+// usableAt is usableFresh with the clock read by the caller.
+func (p *Pool) usableAt(c *Conn, now int64) bool {
+	if p.opts.MaxLifetime > 0 && time.Duration(now-c.created) > p.opts.MaxLifetime {
 		return false
 	}
 	return c.Reader.Buffered() == 0
@@ -534,7 +543,7 @@ func (p *Pool) adopt(nc net.Conn, info ServerInfo) *Conn {
 
 // adoptReader is adopt with the reader the startup was read through.
 func (p *Pool) adoptReader(nc net.Conn, r *bufio.Reader, info ServerInfo) *Conn {
-	now := time.Now()
+	now := monoNow()
 	c := &Conn{
 		Conn:      nc,
 		Reader:    r,
@@ -544,7 +553,7 @@ func (p *Pool) adoptReader(nc net.Conn, r *bufio.Reader, info ServerInfo) *Conn 
 		Prepared:  NewStatementCache(0),
 		pool:      p,
 		created:   now,
-		returned:  monoNow(),
+		returned:  now,
 	}
 	p.mu.Lock()
 	if p.params == nil {
@@ -677,7 +686,7 @@ func (p *Pool) reap() {
 		keep := p.idle[:0]
 		remaining := len(p.idle)
 		for _, c := range p.idle { // oldest first: Return appends
-			old := p.opts.MaxLifetime > 0 && time.Since(c.created) > p.opts.MaxLifetime
+			old := p.opts.MaxLifetime > 0 && time.Duration(monoNow()-c.created) > p.opts.MaxLifetime
 			stale := p.opts.IdleTimeout > 0 && time.Duration(monoNow()-c.returned) > p.opts.IdleTimeout && remaining > p.opts.MinIdle
 			if old || stale {
 				drop = append(drop, c)

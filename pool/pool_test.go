@@ -3,6 +3,7 @@ package pool
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -346,5 +347,100 @@ func TestBorrowUntilLosesNothing(t *testing.T) {
 	}
 	for _, c := range held {
 		p.Return(c)
+	}
+}
+
+// TestConnectionLimits checks max_lifetime (a connection past it is never
+// handed out again, whether borrowed from idle or handed to a waiter on
+// Return) and idle_timeout (idle connections are closed, keeping MinIdle).
+func TestConnectionLimits(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	t.Run("lifetime, borrowed from idle", func(t *testing.T) {
+		t.Parallel()
+		var dials atomic.Int64
+		p := New(Options{Addr: "x:1", Size: 1, MaxLifetime: 60 * time.Millisecond, Connect: pipeConnect(t, &dials)})
+		defer p.Close()
+		c1, err := p.Borrow(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.Return(c1)
+		if c, ok := p.TryBorrow(); !ok || c != c1 {
+			t.Fatalf("a young idle connection was not reused: %v %v", c, ok)
+		} else {
+			p.Return(c)
+		}
+		time.Sleep(100 * time.Millisecond)
+		c2, err := p.Borrow(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c2 == c1 || dials.Load() != 2 {
+			t.Fatalf("after max lifetime: same connection %v, %d dials; want a new one, 2 dials", c2 == c1, dials.Load())
+		}
+		p.Return(c2)
+	})
+	t.Run("lifetime, handed to a waiter", func(t *testing.T) {
+		t.Parallel()
+		var dials atomic.Int64
+		p := New(Options{Addr: "x:1", Size: 1, MaxLifetime: 60 * time.Millisecond, Connect: pipeConnect(t, &dials)})
+		defer p.Close()
+		c1, err := p.Borrow(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := make(chan *Conn, 1)
+		go func() {
+			c, err := p.Borrow(ctx)
+			if err != nil {
+				t.Error(err)
+			}
+			got <- c
+		}()
+		time.Sleep(100 * time.Millisecond) // c1 ages while the waiter waits
+		p.Return(c1)
+		c2 := <-got
+		if c2 == nil || c2 == c1 || dials.Load() != 2 {
+			t.Fatalf("the waiter got the expired connection (%v) or no new one (%d dials)", c2 == c1, dials.Load())
+		}
+		p.Return(c2)
+	})
+	for _, tc := range []struct {
+		minIdle, want int
+	}{{0, 0}, {1, 1}} {
+		t.Run(fmt.Sprintf("idle timeout, min idle %d", tc.minIdle), func(t *testing.T) {
+			t.Parallel()
+			var dials atomic.Int64
+			p := New(Options{Addr: "x:1", Size: 3, MinIdle: tc.minIdle, IdleTimeout: 100 * time.Millisecond, Connect: pipeConnect(t, &dials)})
+			defer p.Close()
+			var cs []*Conn
+			for range 3 {
+				c, err := p.Borrow(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				cs = append(cs, c)
+			}
+			for _, c := range cs {
+				p.Return(c)
+			}
+			if st := p.Stats(); st.Open != 3 || st.Idle != 3 {
+				t.Fatalf("before the timeout: %+v, want 3 open and idle", st)
+			}
+			deadline := time.Now().Add(3 * time.Second)
+			for p.Stats().Open != tc.want && time.Now().Before(deadline) {
+				time.Sleep(20 * time.Millisecond)
+			}
+			if st := p.Stats(); st.Open != tc.want || st.Idle != tc.want {
+				t.Fatalf("after the idle timeout: %+v, want %d open and idle", st, tc.want)
+			}
+			// What is left is still usable.
+			if tc.want > 0 {
+				if _, ok := p.TryBorrow(); !ok {
+					t.Fatal("the connection kept for MinIdle cannot be borrowed")
+				}
+			}
+		})
 	}
 }
