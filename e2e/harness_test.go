@@ -156,6 +156,7 @@ type proxyConfig struct {
 	shards     []*pgcluster.Shard
 	maxMessage string
 	idle       string   // limits.client_idle_timeout
+	pool       string   // more pool: keys, indented YAML lines
 	env        []string // extra environment of the shardwire process
 }
 
@@ -177,6 +178,7 @@ func (pc proxyConfig) yaml(listen, admin string) string {
 	fmt.Fprintf(&b, "users:\n  - name: %s\n    password: ${E2E_APP_PASSWORD}\n  - name: %s\n    password: %s\n    admin: true\n", appUser, opsUser, opsPassword)
 	fmt.Fprintf(&b, "auth_method: %s\n", pc.auth)
 	fmt.Fprintf(&b, "pool:\n  mode: %s\n  size: %d\n  max_clients: 1000\n  acquire_timeout: %s\n", pc.mode, pc.size, pc.acquire)
+	b.WriteString(pc.pool)
 	b.WriteString("limits:\n  shutdown_timeout: 10s\n")
 	if pc.maxMessage != "" {
 		fmt.Fprintf(&b, "  max_message_size: %s\n", pc.maxMessage)

@@ -625,3 +625,62 @@ func TestIdleClientsParked(t *testing.T) {
 		}
 	}
 }
+
+// TestServerConnectionLimits: pool.max_lifetime replaces a server connection
+// that is old even while it is busy, and pool.idle_timeout closes one that
+// idles; either way the old backend is gone from the server, not leaked.
+func TestServerConnectionLimits(t *testing.T) {
+	t.Parallel()
+	sh := startShard(t, "limits", 0, "scram-sha-256")
+	for _, tc := range []struct {
+		name, pool string
+		busy       bool // queries every 100 ms (else one query, then idle)
+	}{
+		{"max_lifetime", "  max_lifetime: 1s\n", true},
+		{"idle_timeout", "  idle_timeout: 1s\n", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			p := startProxy(t, proxyConfig{size: 1, pool: tc.pool, shards: []*pgcluster.Shard{sh}})
+			ctx := context.Background()
+			c := p.connect(t)
+			backend := func() int {
+				var pid int
+				if err := c.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&pid); err != nil {
+					t.Fatal(err)
+				}
+				return pid
+			}
+			first, start := backend(), time.Now()
+			next := first
+			if tc.busy {
+				for next == first && time.Since(start) < 5*time.Second {
+					time.Sleep(100 * time.Millisecond)
+					next = backend()
+				}
+				if age := time.Since(start); next == first || age < 800*time.Millisecond {
+					t.Fatalf("backend %d -> %d after %v: want a new one after about 1s of use", first, next, age)
+				}
+			} else {
+				time.Sleep(2500 * time.Millisecond) // closed within about 1.5s
+				if next = backend(); next == first {
+					t.Fatalf("backend %d still served after idling past idle_timeout", first)
+				}
+			}
+			// The old backend has gone (its connection was closed).
+			var alive bool
+			for deadline := time.Now().Add(3 * time.Second); ; {
+				if err := c.QueryRow(ctx, "SELECT count(*) > 0 FROM pg_stat_activity WHERE pid = $1", first).Scan(&alive); err != nil {
+					t.Fatal(err)
+				}
+				if !alive || time.Now().After(deadline) {
+					break
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+			if alive {
+				t.Fatalf("backend %d is still connected after being replaced", first)
+			}
+		})
+	}
+}
