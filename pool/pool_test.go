@@ -350,6 +350,19 @@ func TestBorrowUntilLosesNothing(t *testing.T) {
 	}
 }
 
+// agingPool is a pool of one connection with a 60 ms lifetime, and that
+// connection, borrowed.
+func agingPool(t *testing.T) (*Pool, *Conn, *atomic.Int64) {
+	var dials atomic.Int64
+	p := New(Options{Addr: "x:1", Size: 1, MaxLifetime: 60 * time.Millisecond, Connect: pipeConnect(t, &dials)})
+	t.Cleanup(p.Close)
+	c, err := p.Borrow(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p, c, &dials
+}
+
 // TestConnectionLimits checks max_lifetime (a connection past it is never
 // handed out again, whether borrowed from idle or handed to a waiter on
 // Return) and idle_timeout (idle connections are closed, keeping MinIdle).
@@ -358,13 +371,7 @@ func TestConnectionLimits(t *testing.T) {
 	ctx := context.Background()
 	t.Run("lifetime, borrowed from idle", func(t *testing.T) {
 		t.Parallel()
-		var dials atomic.Int64
-		p := New(Options{Addr: "x:1", Size: 1, MaxLifetime: 60 * time.Millisecond, Connect: pipeConnect(t, &dials)})
-		defer p.Close()
-		c1, err := p.Borrow(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
+		p, c1, dials := agingPool(t)
 		p.Return(c1)
 		if c, ok := p.TryBorrow(); !ok || c != c1 {
 			t.Fatalf("a young idle connection was not reused: %v %v", c, ok)
@@ -383,13 +390,7 @@ func TestConnectionLimits(t *testing.T) {
 	})
 	t.Run("lifetime, handed to a waiter", func(t *testing.T) {
 		t.Parallel()
-		var dials atomic.Int64
-		p := New(Options{Addr: "x:1", Size: 1, MaxLifetime: 60 * time.Millisecond, Connect: pipeConnect(t, &dials)})
-		defer p.Close()
-		c1, err := p.Borrow(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
+		p, c1, dials := agingPool(t)
 		got := make(chan *Conn, 1)
 		go func() {
 			c, err := p.Borrow(ctx)
