@@ -684,3 +684,59 @@ func TestServerConnectionLimits(t *testing.T) {
 		})
 	}
 }
+
+// TestTerminatedServerConnection: a pooled backend terminated between
+// transactions (pg_terminate_backend, here within the pool's 100 ms window
+// in which a returned connection is reused without a liveness check) makes
+// the next statement on it fail promptly or succeed elsewhere, never hang,
+// and the client goes on. The statement is written by the wait for its
+// reply, after the dead backend's FATAL and FIN are already in the socket:
+// this is where a missed wake-up would hang. (Today it fails with 08006:
+// an idle server connection is not watched, so its death is noticed only
+// when it is next used; PgBouncer, which watches them, would have dropped
+// it and used another.)
+func TestTerminatedServerConnection(t *testing.T) {
+	t.Parallel()
+	sh := startShard(t, "term", 0, "scram-sha-256")
+	p := startProxy(t, proxyConfig{size: 1, shards: []*pgcluster.Shard{sh}})
+	ctx := context.Background()
+	direct, err := pgx.Connect(ctx, sh.Primary.DSN(appUser, appPassword, appDB))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer direct.Close(ctx)
+	c := p.connect(t)
+	backend := func(ctx context.Context) (int, error) {
+		var pid int
+		err := c.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&pid)
+		return pid, err
+	}
+	for i := range 5 {
+		pid, err := backend(ctx)
+		if err != nil {
+			t.Fatalf("round %d: %v", i, err)
+		}
+		var ok bool
+		if err := direct.QueryRow(ctx, "SELECT pg_terminate_backend($1)", pid).Scan(&ok); err != nil || !ok {
+			t.Fatalf("round %d: terminate %d: %v %v", i, pid, ok, err)
+		}
+		time.Sleep(20 * time.Millisecond) // FATAL and FIN reach shardwire's socket
+		qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		start := time.Now()
+		next, err := backend(qctx)
+		cancel()
+		if errors.Is(err, context.DeadlineExceeded) || time.Since(start) > 4*time.Second {
+			t.Fatalf("round %d: the statement on the terminated backend hung (%v)", i, err)
+		}
+		if err == nil && next == pid {
+			t.Fatalf("round %d: served by backend %d after it was terminated", i, pid)
+		}
+		t.Logf("round %d: after terminating %d: pid %d, err %v (%v)", i, pid, next, err, time.Since(start).Round(time.Millisecond))
+		if err != nil && c.IsClosed() {
+			c = p.connect(t)
+		}
+	}
+	if _, err := backend(ctx); err != nil {
+		t.Fatalf("the client cannot go on: %v", err)
+	}
+}
