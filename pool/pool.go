@@ -447,8 +447,14 @@ var epoch = time.Now()
 func monoNow() int64 { return int64(time.Since(epoch)) }
 
 // checkIdleAfter is how long a connection must have idled before a borrow
-// checks that the server has not closed it.
-const checkIdleAfter = 100 * time.Millisecond
+// checks that the server has not closed it (a peek, one system call). Idle
+// connections are not watched, so a backend that dies (pg_terminate_backend)
+// within this time of its connection's last use is found dead only by the
+// next statement sent on it, which fails. Under load connections are reused
+// well within 5 ms (pgbench -S -c 32 on a pool of 20 made no more reads per
+// transaction than with 100 ms), and at lower rates the peek costs nothing
+// that matters.
+const checkIdleAfter = 5 * time.Millisecond
 
 // Return hands a connection in a clean state (idle, no transaction) back.
 func (p *Pool) Return(c *Conn) {
