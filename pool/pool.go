@@ -691,9 +691,10 @@ func (p *Pool) reap() {
 		p.mu.Lock()
 		keep := p.idle[:0]
 		remaining := len(p.idle)
+		now := monoNow()
 		for _, c := range p.idle { // oldest first: Return appends
-			old := p.opts.MaxLifetime > 0 && time.Duration(monoNow()-c.created) > p.opts.MaxLifetime
-			stale := p.opts.IdleTimeout > 0 && time.Duration(monoNow()-c.returned) > p.opts.IdleTimeout && remaining > p.opts.MinIdle
+			old := p.opts.MaxLifetime > 0 && time.Duration(now-c.created) > p.opts.MaxLifetime
+			stale := p.opts.IdleTimeout > 0 && time.Duration(now-c.returned) > p.opts.IdleTimeout && remaining > p.opts.MinIdle
 			if old || stale {
 				drop = append(drop, c)
 				remaining--

@@ -1578,13 +1578,7 @@ func (s *session) flushServerOrDefer(mayDefer bool) {
 		s.sendPending = true
 		return
 	}
-	if c != nil {
-		if _, err := c.Write(s.srvOut); err != nil {
-			// The reader of the connection sees it broken and reports it.
-			_ = c.Close()
-		}
-	}
-	s.resetSrvOut()
+	s.sendTo(c, s.srvOut)
 }
 
 // lastFrameStart returns where the last frame in buf starts.
@@ -1628,9 +1622,8 @@ func (s *session) relayReplies() bool {
 			return true
 		}
 		s.mu.Unlock()
-		if c.Reader.Buffered() != 0 {
-			s.sendNow()
-		}
+		// (Requests left pending go out in serverAnswersSoon, before it
+		// waits; frames already buffered need no wait.)
 		if c.Reader.Buffered() == 0 && !s.serverAnswersSoon(c) {
 			// A slow statement: hand the reading to a relay goroutine and
 			// go back to the client, so that a client that leaves or
@@ -1735,10 +1728,7 @@ func (s *session) awaitServer(c *pool.Conn) error {
 		}
 		// Not all sent (a full send buffer, an error, a past deadline):
 		// the rest the usual way, then the usual wait.
-		if _, err := c.Write(out[n:]); err != nil {
-			_ = c.Close() // the read below reports it
-		}
-		s.resetSrvOut()
+		s.sendTo(c, out[n:])
 	}
 	_, err := c.Reader.Peek(1)
 	return err
@@ -1753,8 +1743,15 @@ func (s *session) sendNow() {
 	s.mu.Lock()
 	c := s.server
 	s.mu.Unlock()
+	s.sendTo(c, s.srvOut)
+}
+
+// sendTo writes b (all or the rest of srvOut) to c, if attached, and
+// empties srvOut. A failed write closes c: its reader sees it broken and
+// reports it.
+func (s *session) sendTo(c *pool.Conn, b []byte) {
 	if c != nil {
-		if _, err := c.Write(s.srvOut); err != nil {
+		if _, err := c.Write(b); err != nil {
 			_ = c.Close()
 		}
 	}
