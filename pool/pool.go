@@ -104,7 +104,7 @@ type Pool struct {
 	mu      sync.Mutex
 	idle    []*Conn
 	open    int // idle + borrowed + being dialled
-	waiters []*waiter
+	waiters waitQueue
 	closed  bool
 	// expiry fires at expiryAt, the earliest waiter deadline it was armed
 	// for, and times out every waiter past its deadline.
@@ -210,7 +210,7 @@ func (p *Pool) BorrowUntil(ctx context.Context, deadline time.Time) (*Conn, erro
 		}
 		w := waiters.Get().(*waiter)
 		w.deadline = deadline
-		p.waiters = append(p.waiters, w)
+		p.waiters.push(w)
 		p.armExpiryLocked(deadline)
 		p.mu.Unlock()
 
@@ -223,7 +223,7 @@ func (p *Pool) BorrowUntil(ctx context.Context, deadline time.Time) (*Conn, erro
 			case g = <-w.ch:
 			case <-done:
 				p.mu.Lock()
-				if p.removeWaiterLocked(w) {
+				if p.waiters.remove(w) {
 					g = grant{kind: grantCancelled}
 				}
 				p.mu.Unlock()
@@ -269,29 +269,6 @@ func (p *Pool) BorrowUntil(ctx context.Context, deadline time.Time) (*Conn, erro
 	}
 }
 
-// nextWaiterLocked takes the first waiter off the queue, or returns nil;
-// mu is held.
-func (p *Pool) nextWaiterLocked() *waiter {
-	if len(p.waiters) == 0 {
-		return nil
-	}
-	w := p.waiters[0]
-	p.waiters[0] = nil
-	p.waiters = p.waiters[1:]
-	return w
-}
-
-// removeWaiterLocked takes w off the queue if it is still there; mu is held.
-func (p *Pool) removeWaiterLocked(w *waiter) bool {
-	for i, x := range p.waiters {
-		if x == w {
-			p.waiters = append(p.waiters[:i], p.waiters[i+1:]...)
-			return true
-		}
-	}
-	return false
-}
-
 // armExpiryLocked makes sure the expiry timer fires by deadline; mu is held.
 // Waiters queue in order and mostly share one timeout, so after the first
 // the timer is usually armed early enough already.
@@ -316,22 +293,20 @@ func (p *Pool) expire() {
 	now := time.Now()
 	p.expiryAt = time.Time{}
 	var next time.Time
-	keep := p.waiters[:0]
-	for _, w := range p.waiters {
+	p.waiters.keepIf(func(w *waiter) bool {
 		switch {
 		case w.deadline.IsZero():
-			keep = append(keep, w)
+			return true
 		case !w.deadline.After(now):
 			w.ch <- grant{kind: grantTimeout}
+			return false
 		default:
-			keep = append(keep, w)
 			if next.IsZero() || w.deadline.Before(next) {
 				next = w.deadline
 			}
+			return true
 		}
-	}
-	clear(p.waiters[len(keep):])
-	p.waiters = keep
+	})
 	if !p.closed {
 		p.armExpiryLocked(next)
 	}
@@ -469,7 +444,7 @@ func (p *Pool) Return(c *Conn) {
 		p.closeConn(c)
 		return
 	}
-	if w := p.nextWaiterLocked(); w != nil {
+	if w := p.waiters.pop(); w != nil {
 		w.ch <- grant{kind: grantConn, c: c}
 		p.mu.Unlock()
 		return
@@ -501,7 +476,7 @@ func (p *Pool) closeConn(c *Conn) {
 // release frees one counted slot, giving a waiter the right to dial.
 func (p *Pool) release() {
 	p.mu.Lock()
-	if w := p.nextWaiterLocked(); w != nil && !p.closed {
+	if w := p.waiters.pop(); w != nil && !p.closed {
 		w.ch <- grant{kind: grantDial}
 		p.mu.Unlock()
 		return
@@ -620,7 +595,7 @@ func putUint32(b []byte, v uint32) {
 // Stats returns the pool's counters.
 func (p *Pool) Stats() Stats {
 	p.mu.Lock()
-	s := Stats{Open: p.open, Idle: len(p.idle), Waiting: len(p.waiters)}
+	s := Stats{Open: p.open, Idle: len(p.idle), Waiting: p.waiters.len()}
 	p.mu.Unlock()
 	s.Borrows, s.Dials, s.DialErrors, s.Discards = p.borrows.Load(), p.dials.Load(), p.dialErrors.Load(), p.discards.Load()
 	s.WaitTime = time.Duration(p.waitNanos.Load())
@@ -651,10 +626,10 @@ func (p *Pool) Close() {
 	p.closed = true
 	idle := p.idle
 	p.idle = nil
-	for _, w := range p.waiters {
+	p.waiters.keepIf(func(w *waiter) bool {
 		w.ch <- grant{kind: grantClosed}
-	}
-	p.waiters = nil
+		return false
+	})
 	if p.expiry != nil {
 		p.expiry.Stop()
 	}

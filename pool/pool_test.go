@@ -13,7 +13,7 @@ import (
 
 // pipeConnect returns a Connect func over in-memory pipes whose far ends are
 // closed when the test ends; dials counts calls.
-func pipeConnect(t *testing.T, dials *atomic.Int64) func(context.Context) (net.Conn, ServerInfo, error) {
+func pipeConnect(t testing.TB, dials *atomic.Int64) func(context.Context) (net.Conn, ServerInfo, error) {
 	var mu sync.Mutex
 	var far []net.Conn
 	t.Cleanup(func() {
