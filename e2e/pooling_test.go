@@ -357,3 +357,119 @@ func TestAuthentication(t *testing.T) {
 		})
 	}
 }
+
+// TestSetInTransactionBlock checks that a SET made inside a transaction
+// block reaches the client's next server connection exactly when Postgres
+// keeps it: COMMIT keeps it, ROLLBACK and ROLLBACK TO a savepoint taken
+// before it undo it, RELEASE keeps it, an error does not lose SETs that a
+// ROLLBACK TO rescues, and an error in an implicit transaction (a pipeline
+// up to its Sync) undoes the SETs before it. Each script also runs on a
+// direct connection to Postgres, which must agree with want.
+func TestSetInTransactionBlock(t *testing.T) {
+	t.Parallel()
+	sh := startShard(t, "setblock", 0, "scram-sha-256")
+	p := startProxy(t, proxyConfig{size: 2, shards: []*pgcluster.Shard{sh}})
+	ctx := context.Background()
+	const st = "SET statement_timeout = "
+	cases := []struct {
+		name   string
+		script []string // run one by one; a leading ! marks a statement that fails
+		batch  bool     // run the script as one pgx batch (one pipeline, one Sync)
+		want   string
+	}{
+		{"commit", []string{"BEGIN", st + "'11s'", "COMMIT"}, false, "11s"},
+		{"rollback", []string{"BEGIN", st + "'12s'", "ROLLBACK"}, false, "0"},
+		{"rollback to savepoint before the set", []string{"BEGIN", "SAVEPOINT a", st + "'13s'", "ROLLBACK TO a", "COMMIT"}, false, "0"},
+		{"rollback to savepoint after a set", []string{"BEGIN", st + "'14s'", "SAVEPOINT a", st + "'15s'", "ROLLBACK TO SAVEPOINT a", "COMMIT"}, false, "14s"},
+		{"error rescued by rollback to", []string{"BEGIN", st + "'16s'", "SAVEPOINT a", "!SELECT 1/0", "ROLLBACK TO a", "COMMIT"}, false, "16s"},
+		{"error then commit", []string{"BEGIN", st + "'17s'", "!SELECT 1/0", "COMMIT"}, false, "0"},
+		{"release keeps", []string{"BEGIN", "SAVEPOINT a", st + "'18s'", "RELEASE a", "COMMIT"}, false, "18s"},
+		{"release inner, rollback to outer", []string{"BEGIN", "SAVEPOINT a", "SAVEPOINT b", st + "'19s'", "RELEASE SAVEPOINT b", "ROLLBACK TO a", "COMMIT"}, false, "0"},
+		{"reused name means the newest", []string{"BEGIN", "SAVEPOINT a", st + "'20s'", "SAVEPOINT a", st + "'21s'", "ROLLBACK TO a", "COMMIT"}, false, "20s"},
+		{"released newest uncovers the older", []string{"BEGIN", "SAVEPOINT a", st + "'22s'", "SAVEPOINT a", "RELEASE a", "ROLLBACK TO a", "COMMIT"}, false, "0"},
+		{"one query string", []string{"BEGIN; " + st + "'23s'; SAVEPOINT a; " + st + "'24s'; ROLLBACK TO a; COMMIT"}, false, "23s"},
+		{"commit and chain, then rollback", []string{"BEGIN", st + "'27s'", "COMMIT AND CHAIN", st + "'28s'", "ROLLBACK"}, false, "27s"},
+		{"pipeline that fails", []string{st + "'25s'", "!SELECT 1/0"}, true, "0"},
+		{"pipeline that succeeds", []string{st + "'26s'", "SELECT 1"}, true, "26s"},
+	}
+	run := func(c *pgx.Conn, script []string, batch bool) error {
+		if batch {
+			b := &pgx.Batch{}
+			for _, sql := range script {
+				b.Queue(strings.TrimPrefix(sql, "!"))
+			}
+			err := c.SendBatch(ctx, b).Close()
+			if fails := strings.HasPrefix(script[len(script)-1], "!"); fails != (err != nil) {
+				return fmt.Errorf("batch: error %v, expected one: %v", err, fails)
+			}
+			return nil
+		}
+		for _, sql := range script {
+			_, err := c.Exec(ctx, strings.TrimPrefix(sql, "!"), pgx.QueryExecModeSimpleProtocol)
+			if fails := strings.HasPrefix(sql, "!"); fails != (err != nil) {
+				return fmt.Errorf("%s: error %v, expected one: %v", sql, err, fails)
+			}
+		}
+		return nil
+	}
+	timeout := func(c *pgx.Conn) string {
+		var v string
+		if err := c.QueryRow(ctx, "SHOW statement_timeout").Scan(&v); err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			direct, err := pgx.Connect(ctx, sh.Primary.DSN(appUser, appPassword, appDB))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer direct.Close(ctx)
+			if err := run(direct, tc.script, tc.batch); err != nil {
+				t.Fatalf("direct: %v", err)
+			}
+			if got := timeout(direct); got != tc.want {
+				t.Fatalf("Postgres itself ends with statement_timeout %q, the case expects %q", got, tc.want)
+			}
+
+			// Two server connections in the pool, both opened (shardwire
+			// holds a BEGIN back until the block's first statement).
+			c, other := p.connect(t), p.connect(t)
+			for _, x := range []*pgx.Conn{c, other} {
+				if _, err := x.Exec(ctx, "BEGIN; SELECT 1", pgx.QueryExecModeSimpleProtocol); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for _, x := range []*pgx.Conn{c, other} {
+				if _, err := x.Exec(ctx, "COMMIT"); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := run(c, tc.script, tc.batch); err != nil {
+				t.Fatalf("through shardwire: %v", err)
+			}
+			// The other client takes the connection c just used (the pool
+			// hands out the most recently returned), so c's next statement
+			// runs on the other one, with the state shardwire tracked.
+			if _, err := other.Exec(ctx, "BEGIN; SELECT 1", pgx.QueryExecModeSimpleProtocol); err != nil {
+				t.Fatal(err)
+			}
+			defer other.Exec(ctx, "COMMIT")
+			var pid int
+			if err := c.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&pid); err != nil {
+				t.Fatal(err)
+			}
+			var otherPid int
+			if err := other.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&otherPid); err != nil {
+				t.Fatal(err)
+			}
+			if pid == otherPid {
+				t.Fatalf("both clients on backend %d", pid)
+			}
+			if got := timeout(c); got != tc.want {
+				t.Errorf("through shardwire, the next connection has statement_timeout %q, Postgres keeps %q", got, tc.want)
+			}
+		})
+	}
+}

@@ -46,7 +46,8 @@
 //     statement is re-sent when a Bind reaches a connection that lacks it.
 //   - Session state. SET/RESET/DISCARD (simple or extended protocol) are
 //     tracked per client from the statement text once Postgres confirms them
-//     (inside a transaction: at COMMIT; dropped at ROLLBACK); startup
+//     (inside a transaction: at COMMIT; dropped at ROLLBACK, and those made
+//     since a savepoint at ROLLBACK TO it: see survivingChanges); startup
 //     parameters count too. A fingerprint of the state is compared on every
 //     borrow; a connection whose state differs gets "RESET ALL; SET …" first.
 //   - Things bound to one backend pin the client to its connection for the

@@ -15,20 +15,73 @@ type queryEffects struct {
 	pin           string // why the session cannot be pooled any more
 }
 
-// setChange is one SET or RESET. sql re-applies it on another connection.
+// setChange is one SET or RESET, or a savepoint operation that decides which
+// SETs of a transaction block survive it. sql re-applies a SET on another
+// connection; name is the parameter's, or the savepoint's.
 type setChange struct {
-	name, sql       string
-	reset, resetAll bool
+	kind      changeKind
+	name, sql string
 }
 
-// resets reports whether the statement resets parameters.
-func (e *queryEffects) resets() bool {
-	for _, sc := range e.sets {
-		if sc.reset || sc.resetAll {
-			return true
+type changeKind uint8
+
+const (
+	changeSet changeKind = iota
+	changeReset
+	changeResetAll
+	changeSavepoint  // SAVEPOINT name
+	changeRelease    // RELEASE [SAVEPOINT] name
+	changeRollbackTo // ROLLBACK TO [SAVEPOINT] name
+	changeDiscardAll // DISCARD ALL (made by survivingChanges from queryEffects.discardAll)
+)
+
+// survivingChanges returns, in order, the SETs and RESETs of a transaction
+// block that outlive it, given every change the block's statements made in
+// order (savepoint operations included): ROLLBACK TO a savepoint undoes the
+// changes made since it, as Postgres does, and RELEASE keeps them. A
+// savepoint name not seen (taken in a statement whose effects are unknown,
+// such as a failed multi-statement Query) undoes nothing. dst is reused.
+func survivingChanges(dst []setChange, effects ...[]*queryEffects) []setChange {
+	type mark struct {
+		name string
+		kept int // len(dst) when the savepoint was taken
+	}
+	var stackBuf [8]mark
+	stack := stackBuf[:0]
+	find := func(name string) int {
+		for i := len(stack) - 1; i >= 0; i-- {
+			if stack[i].name == name {
+				return i
+			}
+		}
+		return -1
+	}
+	for _, list := range effects {
+		for _, e := range list {
+			for _, sc := range e.sets {
+				switch sc.kind {
+				case changeSavepoint:
+					stack = append(stack, mark{name: sc.name, kept: len(dst)})
+				case changeRelease:
+					if i := find(sc.name); i >= 0 {
+						stack = stack[:i]
+					}
+				case changeRollbackTo:
+					if i := find(sc.name); i >= 0 {
+						clear(dst[stack[i].kept:])
+						dst = dst[:stack[i].kept]
+						stack = stack[:i+1]
+					}
+				default:
+					dst = append(dst, sc)
+				}
+			}
+			if e.discardAll {
+				dst = append(dst, setChange{kind: changeDiscardAll})
+			}
 		}
 	}
-	return false
+	return dst
 }
 
 func (e *queryEffects) empty() bool {
@@ -74,6 +127,12 @@ func inspectQuery(sql string) queryInfo {
 			eff.pin = st.Pin
 		}
 		switch st.Command {
+		case router.CmdSavepoint:
+			eff.sets = append(eff.sets, setChange{kind: changeSavepoint, name: strings.Clone(st.Name)})
+		case router.CmdRelease:
+			eff.sets = append(eff.sets, setChange{kind: changeRelease, name: strings.Clone(st.Name)})
+		case router.CmdRollbackTo:
+			eff.sets = append(eff.sets, setChange{kind: changeRollbackTo, name: strings.Clone(st.Name)})
 		case router.CmdSet, router.CmdReset:
 			eff.addSet(st.Set)
 			for _, more := range st.SetMore {
@@ -105,10 +164,10 @@ func (e *queryEffects) addSet(sc router.SetCommand) {
 	}
 	switch {
 	case sc.ResetAll:
-		e.sets = append(e.sets, setChange{resetAll: true})
+		e.sets = append(e.sets, setChange{kind: changeResetAll})
 	case sc.Reset:
-		e.sets = append(e.sets, setChange{name: strings.Clone(sc.Name), reset: true})
+		e.sets = append(e.sets, setChange{kind: changeReset, name: strings.Clone(sc.Name)})
 	case sc.Name != "":
-		e.sets = append(e.sets, setChange{name: strings.Clone(sc.Name), sql: sc.SQL()})
+		e.sets = append(e.sets, setChange{kind: changeSet, name: strings.Clone(sc.Name), sql: sc.SQL()})
 	}
 }

@@ -176,6 +176,7 @@ type session struct {
 	closing         bool
 	unnamedOnServer bool // the attached server holds the client's unnamed statement
 	rolledBack      bool // the last CommandComplete was ROLLBACK
+	cycleFailed     bool // a statement of the client's failed since the last ReadyForQuery
 	wrote           bool // a statement that may write ran on the attached connection
 	txRO            bool // the transaction block across shards is READ ONLY
 	parking         bool // a relay goroutine is being stopped on purpose
@@ -1982,7 +1983,7 @@ func (s *session) serverLost(c *pool.Conn, p *pool.Pool, err error) {
 	s.slots, s.head = s.slots[:0], 0
 	s.detachLocked()
 	s.txStatus = 'I'
-	s.txnEffects, s.cycleEffects = nil, nil
+	s.txnEffects, s.cycleEffects, s.cycleFailed = nil, nil, false
 	s.mu.Unlock()
 	p.Discard(c)
 	_ = s.flushClient()
@@ -2068,6 +2069,7 @@ func (s *session) onServerMessage(typ byte, body []byte) bool {
 		if !inject {
 			code, _ := errorFields(body)
 			s.srv.metrics.Error(code)
+			s.cycleFailed = true
 		}
 		switch sl.kind {
 		case slotQuery, slotFunction, slotSync:
@@ -2088,6 +2090,7 @@ func (s *session) onServerMessage(typ byte, body []byte) bool {
 		if len(body) != 1 {
 			return false
 		}
+		before := s.txStatus
 		s.txStatus = body[0]
 		if sl.kind == slotQuery {
 			s.observe(sl)
@@ -2097,7 +2100,7 @@ func (s *session) onServerMessage(typ byte, body []byte) bool {
 			if sl.kind == slotQuery && !sl.failed && sl.effects != nil {
 				s.cycleEffects = append(s.cycleEffects, sl.effects)
 			}
-			s.commitEffects(body[0])
+			s.commitEffects(body[0], before)
 		}
 		s.pop()
 		s.emitSynthetic()
@@ -2130,6 +2133,14 @@ func (s *session) onServerMessage(typ byte, body []byte) bool {
 			}
 			s.observe(sl)
 			s.pop()
+		}
+		if string(tag) == "COMMIT" && !inject && (len(s.txnEffects) > 0 || len(s.cycleEffects) > 0) {
+			// Committed now, whatever follows: COMMIT AND CHAIN opens
+			// another block at once, whose ROLLBACK must not undo these.
+			s.applyEffects()
+			clear(s.txnEffects)
+			clear(s.cycleEffects)
+			s.txnEffects, s.cycleEffects = s.txnEffects[:0], s.cycleEffects[:0]
 		}
 	case 'I', 's':
 		if sl.kind == slotExecute {
@@ -2211,54 +2222,69 @@ func (s *session) forgetSlot(sl *slot) {
 }
 
 // commitEffects applies session-state changes once Postgres has made them
-// stick: at once outside a transaction, at COMMIT inside one.
-func (s *session) commitEffects(status byte) {
+// stick: at once outside a transaction, at COMMIT inside one. before is the
+// transaction status when the cycle began.
+func (s *session) commitEffects(status, before byte) {
 	switch status {
-	case 'T':
+	case 'T', 'E':
+		// The block goes on; an aborted one may still be rescued by
+		// ROLLBACK TO a savepoint, which keeps the changes made before it.
 		s.txnEffects = append(s.txnEffects, s.cycleEffects...)
-	case 'E':
-		s.txnEffects = nil
 	case 'I':
-		if !s.rolledBack {
-			for _, e := range s.txnEffects {
-				s.applyEffects(e)
-			}
-			for _, e := range s.cycleEffects {
-				s.applyEffects(e)
-			}
+		// An error in an implicit transaction (statements of one cycle
+		// outside a block, as in a pipeline up to its Sync) rolls back
+		// all of it.
+		implicitFailed := s.cycleFailed && before == 'I'
+		if !s.rolledBack && !implicitFailed && (len(s.txnEffects) > 0 || len(s.cycleEffects) > 0) {
+			s.applyEffects()
 		}
+		clear(s.txnEffects)
 		s.txnEffects = s.txnEffects[:0]
 	}
+	clear(s.cycleEffects)
 	s.cycleEffects = s.cycleEffects[:0]
 	s.rolledBack = false
+	s.cycleFailed = false
 }
 
-func (s *session) applyEffects(e *queryEffects) {
-	for _, sc := range e.sets {
-		switch {
-		case sc.resetAll:
+// applyEffects makes the changes of a finished transaction (txnEffects, then
+// cycleEffects) the session's state.
+func (s *session) applyEffects() {
+	var buf [8]setChange
+	changes := survivingChanges(buf[:0], s.txnEffects, s.cycleEffects)
+	resets, discardAll, deallocateAll := false, false, false
+	for _, sc := range changes {
+		switch sc.kind {
+		case changeResetAll:
 			s.params.restore(&s.startupParams)
-		case sc.reset:
+			resets = true
+		case changeReset:
 			if v, ok := s.startupParams.vals[sc.name]; ok {
 				s.params.set(sc.name, v)
 			} else {
 				s.params.reset(sc.name)
 			}
+			resets = true
+		case changeDiscardAll:
+			s.params.restore(&s.startupParams)
+			clear(s.stmts)
+			s.unnamed = nil
+			discardAll = true
 		default:
 			s.params.set(sc.name, sc.sql)
 		}
 	}
-	if e.discardAll {
-		s.params.restore(&s.startupParams)
-		clear(s.stmts)
-		s.unnamed = nil
+	for _, list := range [2][]*queryEffects{s.txnEffects, s.cycleEffects} {
+		for _, e := range list {
+			deallocateAll = deallocateAll || e.deallocateAll
+		}
 	}
 	if s.server != nil {
-		if e.discardAll || e.deallocateAll {
+		if discardAll || deallocateAll {
 			s.server.Prepared.Clear()
 		}
 		s.server.StateFingerprint = s.params.fp
-		if e.discardAll || e.resets() {
+		if discardAll || resets {
 			// The server went back to its own defaults, not the client's
 			// startup values: re-apply before its next use.
 			s.server.StateFingerprint = dirtyFingerprint

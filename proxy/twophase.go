@@ -175,7 +175,7 @@ func (s *session) endCrossTx(commit bool) error {
 		}
 	}
 	s.rolledBack = tag != "COMMIT"
-	s.commitEffects('I')
+	s.commitEffects('I', 'T')
 	s.txStatus = 'I'
 	s.deferred = nil
 	s.mu.Unlock()
@@ -515,7 +515,7 @@ func (s *session) abortCrossTx() {
 	s.mu.Lock()
 	s.txStatus = 'I'
 	s.deferred = nil
-	s.txnEffects, s.cycleEffects = nil, nil
+	s.txnEffects, s.cycleEffects, s.cycleFailed = nil, nil, false
 	s.slots, s.head = s.slots[:0], 0
 	s.mu.Unlock()
 }

@@ -1,0 +1,54 @@
+package proxy
+
+import (
+	"slices"
+	"strings"
+	"testing"
+)
+
+// TestSurvivingChanges replays the effects of a transaction block's
+// statements (one Query each, or several statements in one) and checks which
+// SETs outlive the block.
+func TestSurvivingChanges(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name    string
+		queries []string
+		want    []string // surviving SET values of statement_timeout, in order
+	}{
+		{"plain sets", []string{"SET statement_timeout = 1", "SET statement_timeout = 2"}, []string{"1", "2"}},
+		{"rollback to undoes later sets", []string{"SET statement_timeout = 1", "SAVEPOINT a", "SET statement_timeout = 2", "ROLLBACK TO a"}, []string{"1"}},
+		{"rollback to keeps the savepoint", []string{"SAVEPOINT a", "SET statement_timeout = 1", "ROLLBACK TO a", "SET statement_timeout = 2", "ROLLBACK TO SAVEPOINT a"}, nil},
+		{"release keeps", []string{"SAVEPOINT a", "SET statement_timeout = 1", "RELEASE a"}, []string{"1"}},
+		{"release drops later savepoints", []string{"SAVEPOINT a", "SAVEPOINT b", "SET statement_timeout = 1", "RELEASE a", "ROLLBACK TO b"}, []string{"1"}},
+		{"newest of a name", []string{"SAVEPOINT a", "SET statement_timeout = 1", "SAVEPOINT a", "SET statement_timeout = 2", "ROLLBACK TO a"}, []string{"1"}},
+		{"released newest uncovers older", []string{"SAVEPOINT a", "SET statement_timeout = 1", "SAVEPOINT a", "RELEASE SAVEPOINT a", "ROLLBACK TO a"}, nil},
+		{"unknown savepoint undoes nothing", []string{"SET statement_timeout = 1", "ROLLBACK TO nowhere"}, []string{"1"}},
+		{"quoted names are exact", []string{`SAVEPOINT "A"`, "SET statement_timeout = 1", "ROLLBACK TO a", `ROLLBACK TO "A"`}, nil},
+		{"one query string", []string{"SET statement_timeout = 1; SAVEPOINT s; SET statement_timeout = 2; ROLLBACK TO s; SET statement_timeout = 3"}, []string{"1", "3"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var effects []*queryEffects
+			for _, q := range tc.queries {
+				if e := analyzeQuery(q); e != nil {
+					effects = append(effects, e)
+				}
+			}
+			// Split anywhere between txnEffects and cycleEffects: same answer.
+			for cut := 0; cut <= len(effects); cut++ {
+				var got []string
+				for _, sc := range survivingChanges(nil, effects[:cut], effects[cut:]) {
+					if sc.kind != changeSet || sc.name != "statement_timeout" {
+						t.Fatalf("unexpected change %+v", sc)
+					}
+					got = append(got, strings.TrimPrefix(sc.sql, `SET "statement_timeout" = `))
+				}
+				if !slices.Equal(got, tc.want) {
+					t.Fatalf("cut %d: surviving %q, want %q", cut, got, tc.want)
+				}
+			}
+		})
+	}
+}
