@@ -389,6 +389,8 @@ func TestSetInTransactionBlock(t *testing.T) {
 		{"released newest uncovers the older", []string{"BEGIN", "SAVEPOINT a", st + "'22s'", "SAVEPOINT a", "RELEASE a", "ROLLBACK TO a", "COMMIT"}, false, "0"},
 		{"one query string", []string{"BEGIN; " + st + "'23s'; SAVEPOINT a; " + st + "'24s'; ROLLBACK TO a; COMMIT"}, false, "23s"},
 		{"commit and chain, then rollback", []string{"BEGIN", st + "'27s'", "COMMIT AND CHAIN", st + "'28s'", "ROLLBACK"}, false, "27s"},
+		{"rollback and chain, then commit", []string{"BEGIN", st + "'29s'", "ROLLBACK AND CHAIN", "COMMIT"}, false, "0"},
+		{"rollback and chain, set, commit", []string{"BEGIN", st + "'30s'", "ROLLBACK AND CHAIN", st + "'31s'", "COMMIT"}, false, "31s"},
 		{"pipeline that fails", []string{st + "'25s'", "!SELECT 1/0"}, true, "0"},
 		{"pipeline that succeeds", []string{st + "'26s'", "SELECT 1"}, true, "26s"},
 	}

@@ -35,6 +35,19 @@ const (
 	changeDiscardAll // DISCARD ALL (made by survivingChanges from queryEffects.discardAll)
 )
 
+// rollsBackTo reports whether the statement has a ROLLBACK TO a savepoint.
+func (e *queryEffects) rollsBackTo() bool {
+	if e == nil {
+		return false
+	}
+	for _, sc := range e.sets {
+		if sc.kind == changeRollbackTo {
+			return true
+		}
+	}
+	return false
+}
+
 // survivingChanges returns, in order, the SETs and RESETs of a transaction
 // block that outlive it, given every change the block's statements made in
 // order (savepoint operations included): ROLLBACK TO a savepoint undoes the

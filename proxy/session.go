@@ -2127,6 +2127,7 @@ func (s *session) onServerMessage(typ byte, body []byte) bool {
 	case 'C':
 		tag, _, _ := cstring(body)
 		s.rolledBack = string(tag) == "ROLLBACK"
+		eff := sl.effects // pop clears sl
 		if sl.kind == slotExecute {
 			if sl.effects != nil {
 				s.cycleEffects = append(s.cycleEffects, sl.effects)
@@ -2134,13 +2135,18 @@ func (s *session) onServerMessage(typ byte, body []byte) bool {
 			s.observe(sl)
 			s.pop()
 		}
-		if string(tag) == "COMMIT" && !inject && (len(s.txnEffects) > 0 || len(s.cycleEffects) > 0) {
-			// Committed now, whatever follows: COMMIT AND CHAIN opens
-			// another block at once, whose ROLLBACK must not undo these.
-			s.applyEffects()
-			clear(s.txnEffects)
-			clear(s.cycleEffects)
-			s.txnEffects, s.cycleEffects = s.txnEffects[:0], s.cycleEffects[:0]
+		if !inject && (len(s.txnEffects) > 0 || len(s.cycleEffects) > 0) {
+			// Decided now, whatever follows: AND CHAIN opens another
+			// block at once, which must neither keep what this ROLLBACK
+			// undid nor undo what this COMMIT kept. (ROLLBACK TO has the
+			// tag ROLLBACK too; its statement says which it was.)
+			switch {
+			case string(tag) == "COMMIT":
+				s.applyEffects()
+				s.forgetEffects()
+			case string(tag) == "ROLLBACK" && !eff.rollsBackTo():
+				s.forgetEffects()
+			}
 		}
 	case 'I', 's':
 		if sl.kind == slotExecute {
@@ -2245,6 +2251,13 @@ func (s *session) commitEffects(status, before byte) {
 	s.cycleEffects = s.cycleEffects[:0]
 	s.rolledBack = false
 	s.cycleFailed = false
+}
+
+// forgetEffects drops the changes of the transaction so far.
+func (s *session) forgetEffects() {
+	clear(s.txnEffects)
+	clear(s.cycleEffects)
+	s.txnEffects, s.cycleEffects = s.txnEffects[:0], s.cycleEffects[:0]
 }
 
 // applyEffects makes the changes of a finished transaction (txnEffects, then
