@@ -1,6 +1,8 @@
 package config
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -18,18 +20,20 @@ import (
 type Config struct {
 	Path string `yaml:"-"`
 
-	Listen      string   `yaml:"listen"`
-	AdminListen string   `yaml:"admin_listen"`
-	Database    string   `yaml:"database"`
-	Users       []User   `yaml:"users"`
-	AuthMethod  string   `yaml:"auth_method"`
-	TLS         *TLS     `yaml:"tls"`
-	Pool        Pool     `yaml:"pool"`
-	Routing     Routing  `yaml:"routing"`
-	Health      Health   `yaml:"health"`
-	Failover    Failover `yaml:"failover"`
-	Limits      Limits   `yaml:"limits"`
-	Log         Log      `yaml:"log"`
+	Listen      string `yaml:"listen"`
+	AdminListen string `yaml:"admin_listen"`
+	Database    string `yaml:"database"`
+	Users       []User `yaml:"users"`
+	AuthMethod  string `yaml:"auth_method"`
+	TLS         *TLS   `yaml:"tls"`
+	// ServerTLS is TLS towards Postgres (a shardwire key, not in the spec).
+	ServerTLS *ServerTLS `yaml:"server_tls"`
+	Pool      Pool       `yaml:"pool"`
+	Routing   Routing    `yaml:"routing"`
+	Health    Health     `yaml:"health"`
+	Failover  Failover   `yaml:"failover"`
+	Limits    Limits     `yaml:"limits"`
+	Log       Log        `yaml:"log"`
 
 	Shards       []Shard          `yaml:"shards"`
 	DefaultShard string           `yaml:"default_shard"`
@@ -49,6 +53,68 @@ type User struct {
 	// ServerPassword is what shardwire sends to Postgres; defaults to Password.
 	ServerPassword string `yaml:"server_password"`
 	Admin          bool   `yaml:"admin"`
+}
+
+// ServerTLS is how shardwire's connections to Postgres (pools, health
+// checks, cancel requests) use TLS. Mode has libpq's sslmode meanings:
+// disable (the default), prefer (TLS when the server offers it, else
+// plain), require (TLS, certificate not checked), verify-ca (certificate
+// signed by CA) and verify-full (also issued for the node's host name).
+type ServerTLS struct {
+	Mode string `yaml:"mode"`
+	CA   string `yaml:"ca"`   // PEM roots for verify-ca and verify-full; empty: the system's
+	Cert string `yaml:"cert"` // optional client certificate, with Key
+	Key  string `yaml:"key"`
+}
+
+// ClientTLS returns the TLS configuration for connections to host, and
+// whether a server without TLS is still accepted (prefer). It returns nil
+// when TLS is off. Files are read on each call: callers keep the result.
+func (t *ServerTLS) ClientTLS(host string) (*tls.Config, bool, error) {
+	if t == nil || t.Mode == "" || t.Mode == "disable" {
+		return nil, false, nil
+	}
+	conf := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: host}
+	if t.Cert != "" {
+		cert, err := tls.LoadX509KeyPair(t.Cert, t.Key)
+		if err != nil {
+			return nil, false, fmt.Errorf("server_tls client certificate: %w", err)
+		}
+		conf.Certificates = []tls.Certificate{cert}
+	}
+	var roots *x509.CertPool
+	if t.CA != "" {
+		pem, err := os.ReadFile(t.CA)
+		if err != nil {
+			return nil, false, fmt.Errorf("server_tls.ca: %w", err)
+		}
+		roots = x509.NewCertPool()
+		if !roots.AppendCertsFromPEM(pem) {
+			return nil, false, fmt.Errorf("server_tls.ca: no PEM certificate in %s", t.CA)
+		}
+		conf.RootCAs = roots
+	}
+	switch t.Mode {
+	case "prefer", "require":
+		// Encryption without authentication, as libpq's modes of the same
+		// names (no CA file given).
+		conf.InsecureSkipVerify = true
+	case "verify-ca":
+		// The chain is checked against the roots; the host name is not.
+		conf.InsecureSkipVerify = true
+		conf.VerifyConnection = func(cs tls.ConnectionState) error {
+			if len(cs.PeerCertificates) == 0 {
+				return errors.New("server sent no certificate")
+			}
+			opts := x509.VerifyOptions{Roots: roots, Intermediates: x509.NewCertPool()}
+			for _, c := range cs.PeerCertificates[1:] {
+				opts.Intermediates.AddCert(c)
+			}
+			_, err := cs.PeerCertificates[0].Verify(opts)
+			return err
+		}
+	}
+	return conf, t.Mode == "prefer", nil
 }
 
 // TLS enables TLS towards clients.
@@ -429,6 +495,17 @@ func (c *Config) validate() Errors {
 	if c.TLS != nil {
 		if c.TLS.Cert == "" || c.TLS.Key == "" {
 			bad("tls", "tls needs both cert and key")
+		}
+	}
+	if t := c.ServerTLS; t != nil {
+		if !oneOf(t.Mode, "", "disable", "prefer", "require", "verify-ca", "verify-full") {
+			bad("server_tls.mode", "server_tls.mode %q is not one of disable, prefer, require, verify-ca, verify-full", t.Mode)
+		}
+		if (t.Cert == "") != (t.Key == "") {
+			bad("server_tls", "server_tls needs both cert and key for a client certificate, or neither")
+		}
+		if _, _, err := t.ClientTLS(""); err != nil {
+			bad("server_tls", "%v", err)
 		}
 	}
 	if !oneOf(c.Pool.Mode, "session", "transaction") {

@@ -25,11 +25,12 @@ type Options struct {
 // Its methods never block on a check: the proxy reads snapshots and drops
 // reports into slots the checker empties.
 type Checker struct {
-	set      settings
-	log      *slog.Logger
-	user     string
-	password string
-	database string
+	set       settings
+	log       *slog.Logger
+	user      string
+	password  string
+	database  string
+	serverTLS *config.ServerTLS
 
 	handles map[string]*handle // fixed at New
 	order   []*handle
@@ -112,7 +113,7 @@ func New(cfg *config.Config, opts Options) (*Checker, error) {
 	}
 	c := &Checker{
 		set: settingsFrom(cfg), log: log,
-		user: u.Name, password: u.ServerPassword, database: cfg.Database,
+		user: u.Name, password: u.ServerPassword, database: cfg.Database, serverTLS: cfg.ServerTLS,
 		handles: map[string]*handle{},
 		events:  make(chan event, 64),
 		wake:    make(chan struct{}, 1),

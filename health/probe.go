@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/shardwire/shardwire/config"
 )
 
 // checkSQL reads everything one check needs in one round trip.
@@ -134,6 +136,35 @@ func runCheck(ctx context.Context, conn *pgconn.PgConn, o *observation) error {
 // connConfig is how the checker connects to addr: its own connections, not
 // the proxy's pools.
 func (c *Checker) connConfig(addr string) (*pgconn.Config, error) {
+	cfg, err := serverConnConfig(addr, c.user, c.password, c.database, c.set.timeout, c.serverTLS)
+	if err != nil {
+		return nil, err
+	}
+	cfg.RuntimeParams = map[string]string{"application_name": "shardwire-health"}
+	return cfg, nil
+}
+
+// applyServerTLS makes cfg (host and port set, no fallbacks) use
+// server_tls, as the proxy's pools do.
+func applyServerTLS(cfg *pgconn.Config, t *config.ServerTLS) error {
+	conf, optional, err := t.ClientTLS(cfg.Host)
+	if err != nil || conf == nil {
+		return err
+	}
+	cfg.TLSConfig = conf
+	if optional {
+		cfg.Fallbacks = []*pgconn.FallbackConfig{{Host: cfg.Host, Port: cfg.Port}}
+	}
+	return nil
+}
+
+// ServerConnConfig is the pgconn configuration shardwire's own tools use to
+// reach addr as user: no fallbacks, server_tls applied.
+func ServerConnConfig(cfg *config.Config, addr string, user config.User, timeout time.Duration) (*pgconn.Config, error) {
+	return serverConnConfig(addr, user.Name, user.ServerPassword, cfg.Database, timeout, cfg.ServerTLS)
+}
+
+func serverConnConfig(addr, user, password, database string, timeout time.Duration, t *config.ServerTLS) (*pgconn.Config, error) {
 	host, portStr, err := net.SplitHostPort(addr)
 	if err != nil {
 		return nil, fmt.Errorf("node address %q: %w", addr, err)
@@ -147,10 +178,12 @@ func (c *Checker) connConfig(addr string) (*pgconn.Config, error) {
 		return nil, fmt.Errorf("pgconn config: %w", err)
 	}
 	cfg.Host, cfg.Port = host, uint16(port)
-	cfg.User, cfg.Password, cfg.Database = c.user, c.password, c.database
+	cfg.User, cfg.Password, cfg.Database = user, password, database
 	cfg.Fallbacks = nil
-	cfg.ConnectTimeout = c.set.timeout
-	cfg.RuntimeParams = map[string]string{"application_name": "shardwire-health"}
+	cfg.ConnectTimeout = timeout
+	if err := applyServerTLS(cfg, t); err != nil {
+		return nil, err
+	}
 	return cfg, nil
 }
 

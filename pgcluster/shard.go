@@ -42,8 +42,16 @@ type Options struct {
 	// defaults except port, unix_socket_directories, cluster_name and
 	// primary_conninfo, which pgcluster sets per node.
 	Settings map[string]string
+	// TLS, if set, is the servers' certificate and key (PEM): every node
+	// then accepts TLS (ssl = on), and plain connections too.
+	TLS *TLSFiles
 	// Logf, if set, receives progress lines (t.Logf fits).
 	Logf func(format string, args ...any)
+}
+
+// TLSFiles is a PEM certificate (chain) and its private key.
+type TLSFiles struct {
+	CertPEM, KeyPEM []byte
 }
 
 // Shard is a primary and its streaming replicas.
@@ -133,6 +141,10 @@ func StartShard(ctx context.Context, name string, replicas int, opts Options) (_
 	}
 
 	settings := baseSettings(opts)
+	if opts.TLS != nil {
+		// Relative to the data directory, where prepare's caller puts them.
+		settings["ssl"], settings["ssl_cert_file"], settings["ssl_key_file"] = "on", "server.crt", "server.key"
+	}
 	for i := 0; i <= replicas; i++ {
 		nodeName := name + "-primary"
 		if i > 0 {
@@ -159,7 +171,18 @@ func StartShard(ctx context.Context, name string, replicas int, opts Options) (_
 	// Every node is a copy of the same cleanly shut down template, so a
 	// replica needs no base backup: it replays the primary's WAL from the
 	// template's checkpoint on.
-	if err := parallel(s.nodes, func(n *Node) error { return n.prepare(ctx, tmpl, opts.AuthMethod) }); err != nil {
+	if err := parallel(s.nodes, func(n *Node) error {
+		if err := n.prepare(ctx, tmpl, opts.AuthMethod); err != nil {
+			return err
+		}
+		if opts.TLS == nil {
+			return nil
+		}
+		if err := writeOwned(n.user, filepath.Join(n.DataDir, "server.crt"), opts.TLS.CertPEM, 0o600); err != nil {
+			return err
+		}
+		return writeOwned(n.user, filepath.Join(n.DataDir, "server.key"), opts.TLS.KeyPEM, 0o600)
+	}); err != nil {
 		return nil, err
 	}
 	if err := s.Primary.start(ctx, true); err != nil {

@@ -3,6 +3,7 @@
 package pool
 
 import (
+	"crypto/tls"
 	"errors"
 	"net"
 	"syscall"
@@ -14,6 +15,11 @@ import (
 // the goroutine being descheduled past the deadline, and it costs one
 // system call.
 func peerClosed(c net.Conn) bool {
+	if tc, ok := c.(*tls.Conn); ok {
+		// Any bytes under an idle TLS connection are a record the server
+		// sent unasked (an alert, an error): the raw socket tells.
+		c = tc.NetConn()
+	}
 	sc, ok := c.(syscall.Conn)
 	if !ok {
 		return false

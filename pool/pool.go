@@ -3,14 +3,17 @@ package pool
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
-	"github.com/shardwire/shardwire/sockio"
+	"io"
 	"log/slog"
 	"net"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/shardwire/shardwire/sockio"
 )
 
 // ErrTimeout is returned by Borrow when no connection became free in time.
@@ -31,6 +34,12 @@ type Options struct {
 	IdleTimeout    time.Duration
 	MaxLifetime    time.Duration
 	ConnectTimeout time.Duration
+
+	// TLS, if set, is asked for with an SSLRequest on every connection
+	// (and cancel request); a server that declines is an error unless
+	// TLSOptional.
+	TLS         *tls.Config
+	TLSOptional bool
 
 	// Breaker, if set, is asked before every dial and told every result, so
 	// a dead node is not dialled by every client (health's circuit breaker).
@@ -500,13 +509,11 @@ func (p *Pool) dial(ctx context.Context) (*Conn, error) {
 		ctx, cancel = context.WithTimeout(ctx, p.opts.ConnectTimeout)
 		defer cancel()
 	}
-	var d net.Dialer
-	nc, err := d.DialContext(ctx, "tcp", p.opts.Addr)
+	nc, err := p.dialServer(ctx)
 	if err != nil {
 		p.dialErrors.Add(1)
 		return nil, fmt.Errorf("connect to %s as %s: %w", p.opts.Addr, p.opts.User, err)
 	}
-	nc = sockio.Wrap(nc)
 	r := bufio.NewReaderSize(nc, 32<<10)
 	info, err := handshake(ctx, nc, r, p.opts.User, p.opts.Password, p.opts.Database)
 	if err != nil {
@@ -515,6 +522,62 @@ func (p *Pool) dial(ctx context.Context) (*Conn, error) {
 		return nil, fmt.Errorf("connect to %s as %s: %w", p.opts.Addr, p.opts.User, err)
 	}
 	return p.adoptReader(nc, r, info), nil
+}
+
+// dialServer opens a socket to the node, with TLS if the options ask for it.
+func (p *Pool) dialServer(ctx context.Context) (net.Conn, error) {
+	var d net.Dialer
+	nc, err := d.DialContext(ctx, "tcp", p.opts.Addr)
+	if err != nil {
+		return nil, err
+	}
+	if p.opts.TLS == nil {
+		return sockio.Wrap(nc), nil
+	}
+	tc, err := startTLS(ctx, nc, p.opts.TLS, p.opts.TLSOptional)
+	if err != nil {
+		_ = nc.Close()
+		return nil, err
+	}
+	if tc == nil {
+		return sockio.Wrap(nc), nil // prefer, and the server has no TLS
+	}
+	return tc, nil
+}
+
+// errServerNoTLS: the server answered an SSLRequest with 'N'.
+var errServerNoTLS = errors.New("the server does not accept TLS (server_tls.mode asks for it)")
+
+// startTLS asks the server for TLS (SSLRequest) and runs the handshake. It
+// returns nil, nil when the server declines and optional allows plain.
+func startTLS(ctx context.Context, nc net.Conn, conf *tls.Config, optional bool) (net.Conn, error) {
+	if dl, ok := ctx.Deadline(); ok {
+		_ = nc.SetDeadline(dl)
+		defer nc.SetDeadline(time.Time{})
+	}
+	req := []byte{0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f} // length 8, code 80877103
+	if _, err := nc.Write(req); err != nil {
+		return nil, fmt.Errorf("SSLRequest: %w", err)
+	}
+	var answer [1]byte
+	if _, err := io.ReadFull(nc, answer[:]); err != nil {
+		return nil, fmt.Errorf("SSLRequest: %w", err)
+	}
+	switch answer[0] {
+	case 'S':
+	case 'N':
+		if optional {
+			return nil, nil
+		}
+		return nil, errServerNoTLS
+	default:
+		return nil, fmt.Errorf("SSLRequest answered with %q, not S or N", answer[0])
+	}
+	tc := tls.Client(nc, conf)
+	if err := tc.HandshakeContext(ctx); err != nil {
+		return nil, fmt.Errorf("TLS handshake: %w", err)
+	}
+	return tc, nil
 }
 
 // adopt wraps a connection that has completed startup.
@@ -565,8 +628,7 @@ func (p *Pool) ServerParams(ctx context.Context) (map[string]string, error) {
 // Cancel asks the node to cancel whatever c's backend is running, and waits
 // until the node has taken the request.
 func (p *Pool) Cancel(ctx context.Context, c *Conn) error {
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "tcp", p.opts.Addr)
+	conn, err := p.dialServer(ctx)
 	if err != nil {
 		return fmt.Errorf("dial %s for cancel: %w", p.opts.Addr, err)
 	}

@@ -33,6 +33,8 @@ func (s *Server) ApplyConfig(cfg *config.Config) (needRestart []string, err erro
 	keep("admin_listen", old.AdminListen, cfg.AdminListen, func() { next.AdminListen = old.AdminListen })
 	keep("database", old.Database, cfg.Database, func() { next.Database = old.Database })
 	keep("tls", old.TLS, cfg.TLS, func() { next.TLS = old.TLS })
+	// Pools and the health checker read it when they are made.
+	keep("server_tls", old.ServerTLS, cfg.ServerTLS, func() { next.ServerTLS = old.ServerTLS })
 	keep("pool.mode", old.Pool.Mode, cfg.Pool.Mode, func() { next.Pool.Mode = old.Pool.Mode })
 	keep("pool.size", old.Pool.Size, cfg.Pool.Size, func() { next.Pool.Size = old.Pool.Size })
 	keep("routing.read_only_functions", old.Routing.ReadOnlyFunctions, cfg.Routing.ReadOnlyFunctions,

@@ -535,6 +535,13 @@ func (s *Server) pool(addr string, user config.User) *pool.Pool {
 			ConnectTimeout: pc.ConnectTimeout, Logger: s.log,
 		}
 		opts.Breaker = breaker{s}
+		host, _, _ := net.SplitHostPort(addr)
+		var err error
+		if opts.TLS, opts.TLSOptional, err = s.config().ServerTLS.ClientTLS(host); err != nil {
+			// Checked when the file was loaded; if it broke since, every
+			// dial fails with why rather than going without TLS.
+			opts.Connect = func(context.Context) (net.Conn, pool.ServerInfo, error) { return nil, pool.ServerInfo{}, err }
+		}
 		if s.connect != nil {
 			opts.Connect = func(ctx context.Context) (net.Conn, pool.ServerInfo, error) { return s.connect(ctx, addr) }
 		}

@@ -4,13 +4,12 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
-	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/shardwire/shardwire/config"
+	"github.com/shardwire/shardwire/health"
 )
 
 // checkPreparedTransactions reports, for a config with
@@ -33,7 +32,7 @@ func checkPreparedTransactions(cfg *config.Config, path string, w io.Writer) boo
 	u, _ = cfg.User(u.Name)
 	ok := true
 	for _, sh := range cfg.Shards {
-		v, err := preparedSetting(sh.Primary, u, cfg.Database)
+		v, err := preparedSetting(cfg, sh.Primary, u)
 		switch {
 		case err != nil:
 			fmt.Fprintf(w, "%s: note: could not check max_prepared_transactions on shard %s (%s): %v\n", path, sh.Name, sh.Primary, err)
@@ -45,25 +44,14 @@ func checkPreparedTransactions(cfg *config.Config, path string, w io.Writer) boo
 	return ok
 }
 
-func preparedSetting(addr string, u config.User, database string) (string, error) {
-	cfg, err := pgconn.ParseConfig("sslmode=disable connect_timeout=3")
+func preparedSetting(cfg *config.Config, addr string, u config.User) (string, error) {
+	pc, err := health.ServerConnConfig(cfg, addr, u, 3*time.Second)
 	if err != nil {
 		return "", err
 	}
-	host, portStr, err := net.SplitHostPort(addr)
-	if err != nil {
-		return "", err
-	}
-	port, err := strconv.ParseUint(portStr, 10, 16)
-	if err != nil {
-		return "", fmt.Errorf("bad port in %q", addr)
-	}
-	cfg.Host, cfg.Port = host, uint16(port)
-	cfg.User, cfg.Password, cfg.Database = u.Name, u.ServerPassword, database
-	cfg.Fallbacks = nil
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	conn, err := pgconn.ConnectConfig(ctx, cfg)
+	conn, err := pgconn.ConnectConfig(ctx, pc)
 	if err != nil {
 		return "", err
 	}
