@@ -197,6 +197,20 @@ func TestServerTLS(t *testing.T) {
 			if ssl, err := sslOf(c); err != nil || !ssl {
 				t.Fatalf("after the cancel: ssl %v, %v", ssl, err)
 			}
+			if tc.name != "verify-full" {
+				return
+			}
+			// Many clients over two TLS connections, transaction pooling.
+			pgbench := tool(t, "pgbench")
+			if out, err := p.run(t, 2*time.Minute, pgbench, "-i", "-s", "1", "-q"); err != nil {
+				t.Fatalf("pgbench -i: %v\n%s", err, out)
+			}
+			for _, mode := range []string{"simple", "extended", "prepared"} {
+				out, err := p.run(t, 2*time.Minute, pgbench, "-b", "tpcb-like", "-c", "16", "-j", "2", "-t", "20", "-M", mode, "--max-tries=1")
+				if err != nil || !strings.Contains(out, "number of failed transactions: 0 ") || !strings.Contains(out, "actually processed: 320") {
+					t.Fatalf("pgbench -M %s over TLS: %v\n%s", mode, err, out)
+				}
+			}
 		})
 	}
 }
