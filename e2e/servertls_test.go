@@ -121,26 +121,28 @@ func TestServerTLS(t *testing.T) {
 	cases := []struct {
 		name    string
 		shard   *pgcluster.Shard
+		mode    string // pool.mode; empty: transaction
 		tls     string
 		wantSSL bool
 		wantErr string // in the client's error; empty: the query works
 	}{
-		{"verify-full", tlsShard, "  mode: verify-full\n  ca: " + caPath + "\n", true, ""},
-		{"verify-ca", tlsShard, "  mode: verify-ca\n  ca: " + caPath + "\n", true, ""},
-		{"require", tlsShard, "  mode: require\n", true, ""},
-		{"prefer with TLS", tlsShard, "  mode: prefer\n", true, ""},
-		{"prefer without TLS", plainShard, "  mode: prefer\n", false, ""},
-		{"require without TLS", plainShard, "  mode: require\n", false, "does not accept TLS"},
-		{"verify-full, another CA", tlsShard, "  mode: verify-full\n  ca: " + otherCAPath + "\n", false, "certificate"},
+		{"verify-full", tlsShard, "", "  mode: verify-full\n  ca: " + caPath + "\n", true, ""},
+		{"session mode", tlsShard, "session", "  mode: verify-full\n  ca: " + caPath + "\n", true, ""},
+		{"verify-ca", tlsShard, "", "  mode: verify-ca\n  ca: " + caPath + "\n", true, ""},
+		{"require", tlsShard, "", "  mode: require\n", true, ""},
+		{"prefer with TLS", tlsShard, "", "  mode: prefer\n", true, ""},
+		{"prefer without TLS", plainShard, "", "  mode: prefer\n", false, ""},
+		{"require without TLS", plainShard, "", "  mode: require\n", false, "does not accept TLS"},
+		{"verify-full, another CA", tlsShard, "", "  mode: verify-full\n  ca: " + otherCAPath + "\n", false, "certificate"},
 		// Last: its health checks reach the TLS shard without TLS, and
 		// the earlier cases count every health connection there.
-		{"disable", tlsShard, "  mode: disable\n", false, ""},
+		{"disable", tlsShard, "", "  mode: disable\n", false, ""},
 	}
 	// One at a time, for the same reason: each case's proxy is gone
 	// before the next counts the health connections.
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			p := startProxy(t, proxyConfig{size: 2, shards: []*pgcluster.Shard{tc.shard}, acquire: "3s",
+			p := startProxy(t, proxyConfig{mode: tc.mode, size: 2, shards: []*pgcluster.Shard{tc.shard}, acquire: "3s",
 				extra: "server_tls:\n" + tc.tls})
 			cctx, ccancel := context.WithTimeout(ctx, 10*time.Second)
 			defer ccancel()
