@@ -2,9 +2,16 @@ package main
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"flag"
 	"fmt"
 	"log/slog"
+	"math/big"
 	"net"
 	"os"
 	"os/signal"
@@ -32,6 +39,7 @@ func run() error {
 	auth := flag.String("auth", "scram-sha-256", "auth method for TCP connections: scram-sha-256, md5 or trust")
 	replicas := flag.Int("replicas", 0, "streaming replicas of the primary")
 	freePorts := flag.Int("free-ports", 2, "free loopback ports to report in FREE_PORTS")
+	withTLS := flag.Bool("tls", false, "servers accept TLS, with a throw-away self-signed certificate (for server_tls: require)")
 	flag.Parse()
 	if *info == "" {
 		return fmt.Errorf("-info is required")
@@ -42,12 +50,19 @@ func run() error {
 	defer stop()
 	startCtx, cancel := context.WithTimeout(ctx, 3*time.Minute)
 	defer cancel()
-	shard, err := pgcluster.StartShard(startCtx, "bench", *replicas, pgcluster.Options{
+	opts := pgcluster.Options{
 		Users:      []pgcluster.User{{Name: *user, Password: *password}},
 		Database:   *database,
 		AuthMethod: *auth,
 		Logf:       func(format string, args ...any) { log.Info(fmt.Sprintf(format, args...)) },
-	})
+	}
+	if *withTLS {
+		var err error
+		if opts.TLS, err = selfSigned(); err != nil {
+			return err
+		}
+	}
+	shard, err := pgcluster.StartShard(startCtx, "bench", *replicas, opts)
 	if err != nil {
 		return err
 	}
@@ -120,4 +135,29 @@ func pickPorts(n int) ([]string, error) {
 // shellQuote quotes s for POSIX shells.
 func shellQuote(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+// selfSigned makes a certificate for 127.0.0.1 and localhost, good for a day.
+func selfSigned() (*pgcluster.TLSFiles, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "localhost"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		DNSNames: []string{"localhost"}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return nil, err
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		return nil, err
+	}
+	return &pgcluster.TLSFiles{
+		CertPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		KeyPEM:  pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}),
+	}, nil
 }
