@@ -534,13 +534,16 @@ func (p *Pool) dialServer(ctx context.Context) (net.Conn, error) {
 	if p.opts.TLS == nil {
 		return sockio.Wrap(nc), nil
 	}
-	tc, err := startTLS(ctx, nc, p.opts.TLS, p.opts.TLSOptional)
+	// TLS runs over the wrapped socket too: its records are read and
+	// written with the same cheaper system calls.
+	wrapped := sockio.Wrap(nc)
+	tc, err := startTLS(ctx, wrapped, p.opts.TLS, p.opts.TLSOptional)
 	if err != nil {
-		_ = nc.Close()
+		_ = wrapped.Close()
 		return nil, err
 	}
 	if tc == nil {
-		return sockio.Wrap(nc), nil // prefer, and the server has no TLS
+		return wrapped, nil // prefer, and the server has no TLS
 	}
 	return tc, nil
 }
