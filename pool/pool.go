@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgproto3"
+
 	"github.com/shardwire/shardwire/sockio"
 )
 
@@ -531,12 +533,12 @@ func (p *Pool) dialServer(ctx context.Context) (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	if p.opts.TLS == nil {
-		return sockio.Wrap(nc), nil
-	}
-	// TLS runs over the wrapped socket too: its records are read and
-	// written with the same cheaper system calls.
+	// TLS, if any, runs over the wrapped socket too: its records are read
+	// and written with the same cheaper system calls.
 	wrapped := sockio.Wrap(nc)
+	if p.opts.TLS == nil {
+		return wrapped, nil
+	}
 	tc, err := startTLS(ctx, wrapped, p.opts.TLS, p.opts.TLSOptional)
 	if err != nil {
 		_ = wrapped.Close()
@@ -558,7 +560,10 @@ func startTLS(ctx context.Context, nc net.Conn, conf *tls.Config, optional bool)
 		_ = nc.SetDeadline(dl)
 		defer nc.SetDeadline(time.Time{})
 	}
-	req := []byte{0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f} // length 8, code 80877103
+	req, err := (&pgproto3.SSLRequest{}).Encode(nil)
+	if err != nil {
+		return nil, fmt.Errorf("SSLRequest: %w", err)
+	}
 	if _, err := nc.Write(req); err != nil {
 		return nil, fmt.Errorf("SSLRequest: %w", err)
 	}

@@ -2135,7 +2135,7 @@ func (s *session) onServerMessage(typ byte, body []byte) bool {
 			s.observe(sl)
 			s.pop()
 		}
-		if !inject && (len(s.txnEffects) > 0 || len(s.cycleEffects) > 0) {
+		if !inject && s.hasEffects() {
 			// Decided now, whatever follows: AND CHAIN opens another
 			// block at once, which must neither keep what this ROLLBACK
 			// undid nor undo what this COMMIT kept. (ROLLBACK TO has the
@@ -2241,17 +2241,19 @@ func (s *session) commitEffects(status, before byte) {
 		// outside a block, as in a pipeline up to its Sync) rolls back
 		// all of it.
 		implicitFailed := s.cycleFailed && before == 'I'
-		if !s.rolledBack && !implicitFailed && (len(s.txnEffects) > 0 || len(s.cycleEffects) > 0) {
+		if !s.rolledBack && !implicitFailed && s.hasEffects() {
 			s.applyEffects()
 		}
-		clear(s.txnEffects)
-		s.txnEffects = s.txnEffects[:0]
+		s.forgetEffects()
 	}
 	clear(s.cycleEffects)
 	s.cycleEffects = s.cycleEffects[:0]
 	s.rolledBack = false
 	s.cycleFailed = false
 }
+
+// hasEffects reports whether the transaction so far changed session state.
+func (s *session) hasEffects() bool { return len(s.txnEffects) > 0 || len(s.cycleEffects) > 0 }
 
 // forgetEffects drops the changes of the transaction so far.
 func (s *session) forgetEffects() {
@@ -2287,6 +2289,8 @@ func (s *session) applyEffects() {
 			s.params.set(sc.name, sc.sql)
 		}
 	}
+	// DEALLOCATE is not transactional: ROLLBACK TO does not undo it, so it
+	// is not among the changes a savepoint can drop.
 	for _, list := range [2][]*queryEffects{s.txnEffects, s.cycleEffects} {
 		for _, e := range list {
 			deallocateAll = deallocateAll || e.deallocateAll
