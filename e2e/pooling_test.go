@@ -365,11 +365,40 @@ func TestAuthentication(t *testing.T) {
 // ROLLBACK TO rescues, and an error in an implicit transaction (a pipeline
 // up to its Sync) undoes the SETs before it. Each script also runs on a
 // direct connection to Postgres, which must agree with want.
+// TestDeallocateAllRolledBack: DEALLOCATE ALL is not transactional, so the
+// server forgets its prepared statements even when the block rolls back;
+// shardwire must prepare the client's statements again rather than bind a
+// name the server no longer has.
+func TestDeallocateAllRolledBack(t *testing.T) {
+	t.Parallel()
+	sh := startShard(t, "dealloc", 0, "scram-sha-256")
+	p := startProxy(t, proxyConfig{size: 1, shards: []*pgcluster.Shard{sh}})
+	ctx := context.Background()
+	c := p.connect(t) // pgx's default: named prepared statements, cached
+	var n int
+	for i, sql := range []string{"BEGIN", "DEALLOCATE ALL", "ROLLBACK", ""} {
+		if err := c.QueryRow(ctx, "SELECT $1::int + 1", i).Scan(&n); err != nil {
+			t.Fatalf("prepared statement after %q: %v", sql, err)
+		}
+		if n != i+1 {
+			t.Fatalf("after %q: got %d, want %d", sql, n, i+1)
+		}
+		if sql == "" {
+			break
+		}
+		if _, err := c.Exec(ctx, sql, pgx.QueryExecModeSimpleProtocol); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+	}
+}
+
 func TestSetInTransactionBlock(t *testing.T) {
 	t.Parallel()
 	sh := startShard(t, "setblock", 0, "scram-sha-256")
 	p := startProxy(t, proxyConfig{size: 2, shards: []*pgcluster.Shard{sh}})
 	ctx := context.Background()
+	// A COMMIT that fails: a deferred foreign key checked at commit.
+	createSchema(t, sh, "CREATE TABLE setblock_deferred (id int PRIMARY KEY, ref int REFERENCES setblock_deferred DEFERRABLE INITIALLY DEFERRED)")
 	const st = "SET statement_timeout = "
 	cases := []struct {
 		name   string
@@ -391,6 +420,11 @@ func TestSetInTransactionBlock(t *testing.T) {
 		{"commit and chain, then rollback", []string{"BEGIN", st + "'27s'", "COMMIT AND CHAIN", st + "'28s'", "ROLLBACK"}, false, "27s"},
 		{"rollback and chain, then commit", []string{"BEGIN", st + "'29s'", "ROLLBACK AND CHAIN", "COMMIT"}, false, "0"},
 		{"rollback and chain, set, commit", []string{"BEGIN", st + "'30s'", "ROLLBACK AND CHAIN", st + "'31s'", "COMMIT"}, false, "31s"},
+		{"one query string commits, then rolls back", []string{"BEGIN; " + st + "'32s'; COMMIT; BEGIN; " + st + "'33s'; ROLLBACK"}, false, "32s"},
+		{"failed query string rescued by rollback to", []string{"BEGIN", "SAVEPOINT a", "!" + st + "'34s'; SAVEPOINT b; " + st + "'35s'; SELECT 1/0", "ROLLBACK TO b", "COMMIT"}, false, "34s"},
+		{"query string commits, then fails", []string{"!" + st + "'36s'; COMMIT; " + st + "'37s'; SELECT 1/0"}, false, "36s"},
+		{"query string sets, then rolls back", []string{st + "'38s'; ROLLBACK"}, false, "0"},
+		{"commit that fails", []string{"BEGIN", st + "'39s'", "INSERT INTO setblock_deferred VALUES (1, 2)", "!COMMIT"}, false, "0"},
 		{"pipeline that fails", []string{st + "'25s'", "!SELECT 1/0"}, true, "0"},
 		{"pipeline that succeeds", []string{st + "'26s'", "SELECT 1"}, true, "26s"},
 	}

@@ -47,7 +47,8 @@
 //   - Session state. SET/RESET/DISCARD (simple or extended protocol) are
 //     tracked per client from the statement text once Postgres confirms them
 //     (inside a transaction: at COMMIT; dropped at ROLLBACK, and those made
-//     since a savepoint at ROLLBACK TO it: see survivingChanges); startup
+//     since a savepoint at ROLLBACK TO it: see survivingChanges; a Query
+//     string's statements one CommandComplete at a time); startup
 //     parameters count too. A fingerprint of the state is compared on every
 //     borrow; a connection whose state differs gets "RESET ALL; SET …" first.
 //   - Things bound to one backend pin the client to its connection for the

@@ -9,10 +9,15 @@ import (
 // queryEffects is what a statement does to session state that shardwire
 // must carry from one server connection to the next.
 type queryEffects struct {
-	sets          []setChange
-	discardAll    bool
-	deallocateAll bool
-	pin           string // why the session cannot be pooled any more
+	sets       []setChange
+	discardAll bool
+	pin        string // why the session cannot be pooled any more
+	// steps, for a Query string of several statements, holds each
+	// statement's own effects in order (nil for a statement without), so
+	// that they are taken one CommandComplete at a time: a COMMIT or
+	// ROLLBACK in the string then decides for the statements before it,
+	// and an error for the statement it stops at and those after it.
+	steps []*queryEffects
 }
 
 // setChange is one SET or RESET, or a savepoint operation that decides which
@@ -97,8 +102,18 @@ func survivingChanges(dst []setChange, effects ...[]*queryEffects) []setChange {
 	return dst
 }
 
+// stepsLeft returns the statements' effects not taken yet after done
+// CommandCompletes (nil for a single statement, or more CommandCompletes
+// than the lexer found statements).
+func (e *queryEffects) stepsLeft(done int) []*queryEffects {
+	if e == nil || done >= len(e.steps) {
+		return nil
+	}
+	return e.steps[done:]
+}
+
 func (e *queryEffects) empty() bool {
-	return e == nil || (len(e.sets) == 0 && !e.discardAll && !e.deallocateAll && e.pin == "")
+	return e == nil || (len(e.sets) == 0 && !e.discardAll && e.pin == "")
 }
 
 // analyzeQuery inspects SQL text for session-state changes with the
@@ -119,8 +134,10 @@ func inspectQuery(sql string) queryInfo {
 		info.single = true
 		info.stmt = stmts[0]
 	}
+	var steps []*queryEffects
 	for i := range stmts {
 		st := &stmts[i]
+		nsets, discard := len(eff.sets), eff.discardAll
 		if st.Hints.Any() {
 			h := st.Hints
 			if info.hints.Role == router.RoleAuto {
@@ -155,16 +172,23 @@ func inspectQuery(sql string) queryInfo {
 			if st.All {
 				eff.discardAll = true
 			}
-		case router.CmdDeallocate:
-			if st.All {
-				eff.deallocateAll = true
+		}
+		if !info.single && (len(eff.sets) > nsets || eff.discardAll != discard || steps != nil) {
+			if steps == nil {
+				steps = make([]*queryEffects, i, len(stmts))
 			}
+			var step *queryEffects
+			if len(eff.sets) > nsets || eff.discardAll != discard {
+				step = &queryEffects{sets: eff.sets[nsets:len(eff.sets):len(eff.sets)], discardAll: eff.discardAll != discard}
+			}
+			steps = append(steps, step)
 		}
 	}
 	if !eff.empty() {
 		// A copy, so that eff stays on the stack for the common
 		// statement without effects.
 		e := eff
+		e.steps = steps
 		info.effects = &e
 	}
 	return info

@@ -52,3 +52,43 @@ func TestSurvivingChanges(t *testing.T) {
 		})
 	}
 }
+
+// TestQueryEffectSteps: a Query string of several statements keeps each
+// statement's effects apart, one per CommandComplete the server will send, so
+// that a COMMIT or ROLLBACK in the string decides for those before it.
+func TestQueryEffectSteps(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		sql  string
+		want []string // per statement: the names it sets, "discard", or "" for none; nil: no steps
+	}{
+		{"SET statement_timeout = 1", nil},
+		{"SELECT 1; SELECT 2", nil},
+		{"BEGIN; SET a.b = 1; COMMIT; SET a.c = 2", []string{"", "a.b", "", "a.c"}},
+		{"BEGIN; SET a.b = 1; COMMIT; BEGIN; SET a.c = 2; ROLLBACK", []string{"", "a.b", "", "", "a.c", ""}},
+		{"SELECT 1;; SET a.b = 1;", []string{"", "a.b"}},
+		{"SET a.b = 1; SAVEPOINT s; DISCARD ALL", []string{"a.b", "s", "discard"}},
+	}
+	for _, tc := range cases {
+		e := analyzeQuery(tc.sql)
+		var got []string
+		if e != nil && e.steps != nil {
+			got = []string{}
+			for _, st := range e.steps {
+				var parts []string
+				if st != nil {
+					for _, sc := range st.sets {
+						parts = append(parts, sc.name)
+					}
+					if st.discardAll {
+						parts = append(parts, "discard")
+					}
+				}
+				got = append(got, strings.Join(parts, ","))
+			}
+		}
+		if !slices.Equal(got, tc.want) || (got == nil) != (tc.want == nil) {
+			t.Errorf("%q: steps %q, want %q", tc.sql, got, tc.want)
+		}
+	}
+}

@@ -51,6 +51,7 @@ type slot struct {
 	name    string
 	stmt    *preparedStmt
 	effects *queryEffects // slotQuery, slotExecute
+	step    int           // slotQuery: CommandCompletes so far (effects.steps taken)
 	failed  bool
 	start   int64 // slotQuery, slotExecute: monoNow when forwarded, for metrics
 }
@@ -84,8 +85,8 @@ type session struct {
 	pinned string
 	// stmts maps client statement names to statements.
 	stmts          map[string]*preparedStmt
-	unnamed        []byte // the client's last unnamed Parse frame
-	unnamedEffects queryEffects
+	unnamed        []byte        // the client's last unnamed Parse frame
+	unnamedEffects *queryEffects // the unnamed statement's (nil: none); shared, never modified
 	portalEffects  map[string]*queryEffects
 	params         sessionParams
 	startupParams  sessionParams
@@ -1120,7 +1121,10 @@ func (s *session) handleParse(body []byte) error {
 		s.unnamed = appendFrame(s.unnamed[:0], 'P', body)
 		s.unnamedStmt = st
 		s.unnamedRead = st.read
-		s.unnamedEffects = st.effects
+		s.unnamedEffects = nil
+		if !st.effects.empty() {
+			s.unnamedEffects = &st.effects
+		}
 		// One routing decision serves both questions below (the route
 		// does not depend on anything that happens in between).
 		shard, rerr := s.routeShard(st.an, st.query, st.lits, nil, st.hints)
@@ -1378,9 +1382,8 @@ func (s *session) handleBind(body []byte) error {
 			return s.localError(err)
 		}
 		s.ensureUnnamedLocked()
-		if !s.unnamedEffects.empty() {
-			e := s.unnamedEffects
-			eff = &e
+		if s.unnamedEffects != nil {
+			eff = s.unnamedEffects
 		}
 		s.wrote = s.wrote || !s.unnamedRead
 		s.push(slot{kind: slotBind})
@@ -2090,17 +2093,16 @@ func (s *session) onServerMessage(typ byte, body []byte) bool {
 		if len(body) != 1 {
 			return false
 		}
-		before := s.txStatus
 		s.txStatus = body[0]
 		if sl.kind == slotQuery {
 			s.observe(sl)
 		}
 		switch sl.kind {
 		case slotSync, slotQuery, slotFunction:
-			if sl.kind == slotQuery && !sl.failed && sl.effects != nil {
-				s.cycleEffects = append(s.cycleEffects, sl.effects)
+			if sl.kind == slotQuery && !sl.failed {
+				s.takeQueryEffects(sl, false)
 			}
-			s.commitEffects(body[0], before)
+			s.commitEffects(body[0])
 		}
 		s.pop()
 		s.emitSynthetic()
@@ -2127,13 +2129,25 @@ func (s *session) onServerMessage(typ byte, body []byte) bool {
 	case 'C':
 		tag, _, _ := cstring(body)
 		s.rolledBack = string(tag) == "ROLLBACK"
+		if string(tag) == "DEALLOCATE ALL" && s.server != nil {
+			// Not transactional: gone from the server whatever the
+			// transaction does next.
+			s.server.Prepared.Clear()
+		}
 		eff := sl.effects // pop clears sl
-		if sl.kind == slotExecute {
+		switch sl.kind {
+		case slotExecute:
 			if sl.effects != nil {
 				s.cycleEffects = append(s.cycleEffects, sl.effects)
 			}
 			s.observe(sl)
 			s.pop()
+		case slotQuery:
+			if eff != nil && eff.steps != nil {
+				// One statement of several done: its own effects
+				// count from now, and its own decide the tag.
+				eff = s.takeQueryEffects(sl, true)
+			}
 		}
 		if !inject && s.hasEffects() {
 			// Decided now, whatever follows: AND CHAIN opens another
@@ -2227,21 +2241,51 @@ func (s *session) forgetSlot(sl *slot) {
 	}
 }
 
+// takeQueryEffects moves the effects of sl's Query to cycleEffects: those
+// of its next statement only (next; for a CommandComplete of a Query of
+// several statements), or all not moved yet. It returns the effects of the
+// last statement it moved (nil: that statement had none).
+func (s *session) takeQueryEffects(sl *slot, next bool) *queryEffects {
+	e := sl.effects
+	if e == nil {
+		return nil
+	}
+	if e.steps == nil {
+		if next {
+			return nil
+		}
+		s.cycleEffects = append(s.cycleEffects, e)
+		return e
+	}
+	left := e.stepsLeft(sl.step)
+	if next && len(left) > 1 {
+		left = left[:1]
+	}
+	var last *queryEffects
+	for _, step := range left {
+		if step != nil {
+			s.cycleEffects = append(s.cycleEffects, step)
+		}
+		last = step
+	}
+	sl.step += len(left)
+	return last
+}
+
 // commitEffects applies session-state changes once Postgres has made them
-// stick: at once outside a transaction, at COMMIT inside one. before is the
-// transaction status when the cycle began.
-func (s *session) commitEffects(status, before byte) {
+// stick: at once outside a transaction, at COMMIT inside one.
+func (s *session) commitEffects(status byte) {
 	switch status {
 	case 'T', 'E':
 		// The block goes on; an aborted one may still be rescued by
 		// ROLLBACK TO a savepoint, which keeps the changes made before it.
 		s.txnEffects = append(s.txnEffects, s.cycleEffects...)
 	case 'I':
-		// An error in an implicit transaction (statements of one cycle
-		// outside a block, as in a pipeline up to its Sync) rolls back
-		// all of it.
-		implicitFailed := s.cycleFailed && before == 'I'
-		if !s.rolledBack && !implicitFailed && s.hasEffects() {
+		// Idle after an error in this cycle: what was not committed at a
+		// CommandComplete (an implicit transaction, as in a pipeline up
+		// to its Sync or a Query string's statements after its last
+		// COMMIT; or a block whose COMMIT failed) was rolled back.
+		if !s.rolledBack && !s.cycleFailed && s.hasEffects() {
 			s.applyEffects()
 		}
 		s.forgetEffects()
@@ -2267,7 +2311,7 @@ func (s *session) forgetEffects() {
 func (s *session) applyEffects() {
 	var buf [8]setChange
 	changes := survivingChanges(buf[:0], s.txnEffects, s.cycleEffects)
-	resets, discardAll, deallocateAll := false, false, false
+	resets, discardAll := false, false
 	for _, sc := range changes {
 		switch sc.kind {
 		case changeResetAll:
@@ -2289,15 +2333,8 @@ func (s *session) applyEffects() {
 			s.params.set(sc.name, sc.sql)
 		}
 	}
-	// DEALLOCATE is not transactional: ROLLBACK TO does not undo it, so it
-	// is not among the changes a savepoint can drop.
-	for _, list := range [2][]*queryEffects{s.txnEffects, s.cycleEffects} {
-		for _, e := range list {
-			deallocateAll = deallocateAll || e.deallocateAll
-		}
-	}
 	if s.server != nil {
-		if discardAll || deallocateAll {
+		if discardAll {
 			s.server.Prepared.Clear()
 		}
 		s.server.StateFingerprint = s.params.fp

@@ -175,7 +175,8 @@ func (s *session) endCrossTx(commit bool) error {
 		}
 	}
 	s.rolledBack = tag != "COMMIT"
-	s.commitEffects('I', 'T')
+	s.cycleFailed = false // the outcome is the tag's
+	s.commitEffects('I')
 	s.txStatus = 'I'
 	s.deferred = nil
 	s.mu.Unlock()
