@@ -10,7 +10,8 @@
 #   bench/pgbench-vs-pgbouncer.sh
 #
 # Knobs (environment): DURATION=15 (seconds per run) CLIENTS=32 JOBS=2
-# ROUNDS=2 (bouncer/shardwire pairs per mode) SCALE=10 POOL_SIZE=20
+# ROUNDS=2 (bouncer/shardwire pairs per mode; each round starts with the
+# next proxy in turn) SCALE=10 POOL_SIZE=20
 # MODES="simple extended prepared" PROXIES="pgbouncer shardwire" WARMUP=3
 # (PROXIES may also name looproto: bench/looproto, an experimental event-loop
 # relay that only shows what that shape costs in Go; not a proxy to use)
@@ -258,7 +259,14 @@ results="$work/results"
 printf '\n%-9s %-5s %-10s %12s %12s %8s %9s %14s %15s\n' mode round proxy tps transactions failed cpu_ms cpu_ms_per_1k user_ms_per_1k
 for mode in $MODES; do
 	for round in $(seq "$ROUNDS"); do
-		for p in "${proxies[@]}"; do
+		# Each round starts with the next proxy, so that none always runs
+		# first or always follows the same one (the machine's load drifts
+		# within a round as well as between rounds).
+		order=()
+		for i in "${!proxies[@]}"; do
+			order+=("${proxies[$(((i + round - 1) % ${#proxies[@]}))]}")
+		done
+		for p in "${order[@]}"; do
 			bench "$p" "$mode" "$DURATION"
 			read -r tps tx failed cpu user <"$work/last"
 			per1k=$(awk -v c="$cpu" -v t="$tx" 'BEGIN { if (t > 0) printf "%.2f", c * 1000 / t; else print "-" }')
