@@ -97,6 +97,7 @@ func FuzzClientMessages(f *testing.F) {
 	f.Add([]byte{'B', 0, 0, 0, 8, 0, 'n', 'o', 0, 'E', 0, 0, 0, 9, 0, 0, 0, 0, 0, 'S', 0, 0, 0, 4})
 	f.Add([]byte{'d', 0, 0, 0, 5, 'x', 'c', 0, 0, 0, 4, 'H', 0, 0, 0, 4, 'X', 0, 0, 0, 4})
 	f.Add(appendQuery(nil, "SET search_path = a; RESET ALL; DISCARD ALL; LISTEN x"))
+	f.Add(appendQuery(nil, "BEGIN; SET a.b = 1; COMMIT; BEGIN; SAVEPOINT s; SET a.c = 2; ROLLBACK TO s; DEALLOCATE ALL; ROLLBACK"))
 	srv, _ := newTestServer(f, "transaction")
 	f.Fuzz(func(t *testing.T, in []byte) {
 		client, r := startTestClient(t, srv)
