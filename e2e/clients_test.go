@@ -51,6 +51,11 @@ func TestClientDrivers(t *testing.T) {
 				missing(t, "psycopg (Debian python3-psycopg)")
 			}
 		}, []string{"/usr/bin/python3", "psycopg_check.py"}, clients},
+		{"asyncpg", func(t *testing.T) {
+			if exec.Command("/usr/bin/python3", "-c", "import asyncpg").Run() != nil {
+				missing(t, "asyncpg (Debian python3-asyncpg)")
+			}
+		}, []string{"/usr/bin/python3", "asyncpg_check.py"}, clients},
 		{"pgjdbc", func(t *testing.T) {
 			if _, err := exec.LookPath("java"); err != nil {
 				missing(t, "java")
