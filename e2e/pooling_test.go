@@ -425,6 +425,8 @@ func TestSetInTransactionBlock(t *testing.T) {
 		{"query string commits, then fails", []string{"!" + st + "'36s'; COMMIT; " + st + "'37s'; SELECT 1/0"}, false, "36s"},
 		{"query string sets, then rolls back", []string{st + "'38s'; ROLLBACK"}, false, "0"},
 		{"commit that fails", []string{"BEGIN", st + "'39s'", "INSERT INTO setblock_deferred VALUES (1, 2)", "!COMMIT"}, false, "0"},
+		{"commit that fails in a pipeline", []string{"BEGIN", st + "'40s'", "INSERT INTO setblock_deferred VALUES (1, 2)", "!COMMIT"}, true, "0"},
+		{"commit, then a failing implicit transaction, in a pipeline", []string{"BEGIN", st + "'41s'", "COMMIT", st + "'42s'", "!SELECT 1/0"}, true, "41s"},
 		{"pipeline that fails", []string{st + "'25s'", "!SELECT 1/0"}, true, "0"},
 		{"pipeline that succeeds", []string{st + "'26s'", "SELECT 1"}, true, "26s"},
 	}
