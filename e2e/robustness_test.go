@@ -397,6 +397,14 @@ func TestPinnedFeatures(t *testing.T) {
 			t.Fatalf("temp table lost: %v", err)
 		}
 	}
+	// Each pin is counted once, by what caused it (the PREPARE client's
+	// EXECUTEs and the temp client's INSERTs add nothing).
+	_, body := httpGet(t, "http://"+p.admin+"/metrics")
+	for _, reason := range []string{"listen", "prepare", "temp"} {
+		if v := metricValue(t, body, `shardwire_client_pins_total{reason="`+reason+`"}`); v != 1 {
+			t.Errorf("pins for %s: %v, want 1", reason, v)
+		}
+	}
 }
 
 // TestGracefulShutdown: SIGTERM lets an open transaction commit, refuses new

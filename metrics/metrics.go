@@ -20,6 +20,7 @@ type Recorder struct {
 	queries  *prometheus.CounterVec
 	duration *prometheus.HistogramVec
 	errors   *prometheus.CounterVec
+	pins     *prometheus.CounterVec
 	reloads  *prometheus.CounterVec
 	mapInfo  *prometheus.GaugeVec
 
@@ -56,6 +57,9 @@ func New(state func() State) *Recorder {
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "shardwire_errors_total", Help: "Errors sent to clients, by SQLSTATE class (first two characters).",
 		}, []string{"class"}),
+		pins: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "shardwire_client_pins_total", Help: "Clients pinned to their server connection in transaction pooling, by what pinned them.",
+		}, []string{"reason"}),
 		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "shardwire_shardmap_reloads_total", Help: "Shard-map reloads by result.",
 		}, []string{"result"}),
@@ -65,7 +69,7 @@ func New(state func() State) *Recorder {
 		nodes: map[[3]string]*Node{},
 		errs:  map[string]prometheus.Counter{},
 	}
-	reg.MustRegister(r.queries, r.duration, r.errors, r.reloads, r.mapInfo,
+	reg.MustRegister(r.queries, r.duration, r.errors, r.pins, r.reloads, r.mapInfo,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if state != nil {
 		reg.MustRegister(&stateCollector{state: state})
@@ -109,6 +113,16 @@ func (r *Recorder) Error(sqlstate string) {
 	}
 	r.mu.Unlock()
 	c.Inc()
+}
+
+// Pin counts a client pinned to its server connection; reason is one of a
+// few fixed words (prepare, listen, advisory_lock, with_hold, temp,
+// set_config, load), so the label set stays small.
+func (r *Recorder) Pin(reason string) {
+	if r == nil {
+		return
+	}
+	r.pins.WithLabelValues(reason).Inc()
 }
 
 // Reload counts a shard-map reload and, when it succeeded, the new version.

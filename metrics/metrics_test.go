@@ -30,6 +30,7 @@ func TestExposition(t *testing.T) {
 	r.Error("x")
 	r.Reload(true, "abc")
 	r.Reload(false, "")
+	r.Pin("listen")
 	if got := testutil.ToFloat64(r.queries.WithLabelValues("s0", "h:1", "primary")); got != 2 {
 		t.Fatalf("queries = %v", got)
 	}
@@ -57,6 +58,7 @@ func TestExposition(t *testing.T) {
 		`shardwire_shardmap_reloads_total{result="error"} 1`,
 		`shardwire_shardmap_info{version="abc"} 1`,
 		`shardwire_errors_total{class="XX"} 1`,
+		`shardwire_client_pins_total{reason="listen"} 1`,
 	} {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("exposition lacks %s", want)

@@ -4,6 +4,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/shardwire/shardwire/router"
 )
 
 // TestSurvivingChanges replays the effects of a transaction block's
@@ -90,5 +92,21 @@ func TestQueryEffectSteps(t *testing.T) {
 		if !slices.Equal(got, tc.want) || (got == nil) != (tc.want == nil) {
 			t.Errorf("%q: steps %q, want %q", tc.sql, got, tc.want)
 		}
+	}
+}
+
+// TestPinLabel: every reason the router gives has its own metrics label.
+func TestPinLabel(t *testing.T) {
+	t.Parallel()
+	seen := map[string]string{}
+	for _, reason := range []string{router.PinPrepare, router.PinListen, router.PinAdvisoryLock, router.PinWithHold, router.PinTemp, router.PinSetConfig, router.PinLoad} {
+		label := pinLabel(reason)
+		if label == "other" {
+			t.Errorf("%q has no label of its own", reason)
+		}
+		if prev, dup := seen[label]; dup {
+			t.Errorf("%q and %q share the label %q", prev, reason, label)
+		}
+		seen[label] = reason
 	}
 }

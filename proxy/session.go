@@ -1085,11 +1085,36 @@ func (s *session) pin(reason string) {
 		return
 	}
 	s.mu.Lock()
-	if s.pinned == "" {
+	first := s.pinned == ""
+	if first {
 		s.pinned = reason
-		s.logger().Info("client pinned to its server connection", "reason", reason)
 	}
 	s.mu.Unlock()
+	if first {
+		s.logger().Info("client pinned to its server connection", "reason", reason)
+		s.srv.metrics.Pin(pinLabel(reason))
+	}
+}
+
+// pinLabel is the metrics label for a pin reason.
+func pinLabel(reason string) string {
+	switch reason {
+	case router.PinPrepare:
+		return "prepare"
+	case router.PinListen:
+		return "listen"
+	case router.PinAdvisoryLock:
+		return "advisory_lock"
+	case router.PinWithHold:
+		return "with_hold"
+	case router.PinTemp:
+		return "temp"
+	case router.PinSetConfig:
+		return "set_config"
+	case router.PinLoad:
+		return "load"
+	}
+	return "other"
 }
 
 func (s *session) handleParse(body []byte) error {
