@@ -175,6 +175,10 @@ type Limits struct {
 	AuthTimeout       time.Duration `yaml:"auth_timeout"`
 	ShutdownTimeout   time.Duration `yaml:"shutdown_timeout"`
 	ClientIdleTimeout time.Duration `yaml:"client_idle_timeout"`
+	// IdleTransactionTimeout closes a client that sends nothing for this
+	// long inside a transaction (0: never), so one stalled client cannot
+	// hold a server connection and its locks indefinitely.
+	IdleTransactionTimeout time.Duration `yaml:"idle_transaction_timeout"`
 }
 
 // Log configures logging.
@@ -570,6 +574,12 @@ func (c *Config) validate() Errors {
 	}
 	if c.Limits.ShutdownTimeout < 0 {
 		bad("limits.shutdown_timeout", "limits.shutdown_timeout must not be negative")
+	}
+	if c.Limits.ClientIdleTimeout < 0 {
+		bad("limits.client_idle_timeout", "limits.client_idle_timeout must not be negative")
+	}
+	if c.Limits.IdleTransactionTimeout < 0 {
+		bad("limits.idle_transaction_timeout", "limits.idle_transaction_timeout must not be negative")
 	}
 	if !oneOf(c.Log.Level, "debug", "info", "warn", "error") {
 		bad("log.level", "log.level %q is not one of debug, info, warn, error", c.Log.Level)

@@ -83,6 +83,7 @@ func TestErrorsCarryLines(t *testing.T) {
 		{"missing env", "users: [{name: a, password: '${NOPE}'}]\nshards: [{name: s0, primary: 'h:1'}]\n", "f.yaml:1: environment variable NOPE is not set"},
 		{"bad default shard", "users: [{name: a, password: b}]\nshards: [{name: s0, primary: 'h:1'}]\ndefault_shard: s9\n", "f.yaml:3: default_shard \"s9\" is not a shard"},
 		{"bad size", "users: [{name: a, password: b}]\nshards: [{name: s0, primary: 'h:1'}]\nlimits: {max_message_size: 12parsecs}\n", "f.yaml:3"},
+		{"negative idle transaction timeout", "users: [{name: a, password: b}]\nshards: [{name: s0, primary: 'h:1'}]\nlimits:\n  idle_transaction_timeout: -1s\n", "f.yaml:4: limits.idle_transaction_timeout must not be negative"},
 		{"bad server_tls mode", "users: [{name: a, password: b}]\nshards: [{name: s0, primary: 'h:1'}]\nserver_tls:\n  mode: maybe\n", "f.yaml:4: server_tls.mode \"maybe\" is not one of"},
 		{"server_tls cert without key", "users: [{name: a, password: b}]\nshards: [{name: s0, primary: 'h:1'}]\nserver_tls:\n  mode: require\n  cert: /x.crt\n", "f.yaml:3: server_tls needs both cert and key"},
 		{"server_tls missing ca", "users: [{name: a, password: b}]\nshards: [{name: s0, primary: 'h:1'}]\nserver_tls:\n  mode: verify-full\n  ca: /nonexistent/ca.crt\n", "f.yaml:3: server_tls.ca: open /nonexistent/ca.crt"},

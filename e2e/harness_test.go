@@ -156,6 +156,7 @@ type proxyConfig struct {
 	shards     []*pgcluster.Shard
 	maxMessage string
 	idle       string   // limits.client_idle_timeout
+	idleTx     string   // limits.idle_transaction_timeout
 	pool       string   // more pool: keys, indented YAML lines
 	env        []string // extra environment of the shardwire process
 }
@@ -185,6 +186,9 @@ func (pc proxyConfig) yaml(listen, admin string) string {
 	}
 	if pc.idle != "" {
 		fmt.Fprintf(&b, "  client_idle_timeout: %s\n", pc.idle)
+	}
+	if pc.idleTx != "" {
+		fmt.Fprintf(&b, "  idle_transaction_timeout: %s\n", pc.idleTx)
 	}
 	b.WriteString("shards:\n")
 	for _, sh := range pc.shards {

@@ -531,6 +531,78 @@ func TestClientIdleTimeout(t *testing.T) {
 	}
 }
 
+// TestIdleTransactionTimeout: a client that sends nothing for longer than
+// limits.idle_transaction_timeout inside a transaction is told (25P03) and
+// closed, its transaction rolled back and its server connection (the pool's
+// only one) free for others; a client that keeps working inside its
+// transaction, or idles between transactions, is not cut.
+func TestIdleTransactionTimeout(t *testing.T) {
+	t.Parallel()
+	sh := startShard(t, "idletx", 0, "scram-sha-256")
+	createSchema(t, sh, "CREATE TABLE idletx (id int PRIMARY KEY, v int); INSERT INTO idletx VALUES (1, 0)")
+	for _, mode := range []string{"transaction", "session"} {
+		t.Run(mode, func(t *testing.T) {
+			size := 1
+			if mode == "session" {
+				size = 3
+			}
+			p := startProxy(t, proxyConfig{mode: mode, size: size, acquire: "10s", shards: []*pgcluster.Shard{sh}, idleTx: "400ms"})
+			ctx := context.Background()
+			stalled := p.connect(t)
+			if _, err := stalled.Exec(ctx, "BEGIN"); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := stalled.Exec(ctx, "UPDATE idletx SET v = v + 100 WHERE id = 1"); err != nil {
+				t.Fatal(err)
+			}
+			// Another client needs the row lock (and, in transaction
+			// pooling, the pool's one connection): it gets them once the
+			// stalled client is cut, well within its 10 s.
+			other := p.connect(t)
+			start := time.Now()
+			if _, err := other.Exec(ctx, "UPDATE idletx SET v = v + 1 WHERE id = 1"); err != nil {
+				t.Fatalf("the other client: %v", err)
+			}
+			if waited := time.Since(start); waited > 5*time.Second {
+				t.Fatalf("the other client waited %v", waited)
+			}
+			_, err := stalled.Exec(ctx, "COMMIT")
+			var pe *pgconn.PgError
+			if err == nil {
+				t.Fatal("a client idle in its transaction past the limit could still commit")
+			} else if !errors.As(err, &pe) || pe.Code != "25P03" {
+				t.Fatalf("the stalled client got %v, want SQLSTATE 25P03", err)
+			}
+			var v int
+			if err := other.QueryRow(ctx, "SELECT v FROM idletx WHERE id = 1").Scan(&v); err != nil {
+				t.Fatal(err)
+			}
+			if v >= 100 { // the +100 was rolled back: only the +1s commit
+				t.Fatalf("v = %d: the stalled transaction's update was committed", v)
+			}
+			// Working inside a transaction, and idling between
+			// transactions, are not cut.
+			busy := p.connect(t)
+			if _, err := busy.Exec(ctx, "BEGIN"); err != nil {
+				t.Fatal(err)
+			}
+			for i := 0; i < 8; i++ {
+				time.Sleep(150 * time.Millisecond)
+				if _, err := busy.Exec(ctx, "SELECT 1"); err != nil {
+					t.Fatalf("a busy transaction was cut after %d statements: %v", i, err)
+				}
+			}
+			if _, err := busy.Exec(ctx, "COMMIT"); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(900 * time.Millisecond)
+			if _, err := busy.Exec(ctx, "SELECT 1"); err != nil {
+				t.Fatalf("a client idle between transactions was cut: %v", err)
+			}
+		})
+	}
+}
+
 // TestIdleClientsParked: clients idle between transactions hold no goroutine
 // of their own (the idle waiter watches their sockets), every one of them
 // wakes with its own session state when it sends again, all at once, and one

@@ -199,6 +199,10 @@ type session struct {
 	freshAttach    bool // lockAttached borrowed for the current message
 	flushPoint     bool // the last message forwarded makes the server answer (Sync, Query, Flush, …)
 	clientSkip     bool // a locally raised error: ignore messages until Sync
+	// Guarded by mu: the client goroutine waits for the client
+	// (clientWaiting), and its read has the idle-in-transaction deadline
+	// (idleTxArmed).
+	clientWaiting, idleTxArmed bool
 }
 
 // run serves the client until it leaves (false), or until it idles between
@@ -446,7 +450,14 @@ func (s *session) wakeToPark() {
 // transactions (its read buffer released) or leaves (false).
 func (s *session) serve() bool {
 	for {
+		limit := s.srv.config().Limits.IdleTransactionTimeout
+		if limit > 0 {
+			s.beginClientWait(limit)
+		}
 		typ, body, err := s.client.read()
+		if limit > 0 && s.endClientWait(limit, err) {
+			return false
+		}
 		if err != nil {
 			s.readFailed(err)
 			return false
@@ -475,6 +486,54 @@ func (s *session) serve() bool {
 			}
 		}
 	}
+}
+
+// beginClientWait marks the client goroutine as about to wait for the
+// client (when nothing of it is buffered) and, if the server already waits
+// for the client inside a transaction, arms the idle-in-transaction deadline.
+// Otherwise the reply that leaves the server idle in the transaction arms it
+// (armIdleTxLocked, from whichever goroutine reads that reply).
+func (s *session) beginClientWait(limit time.Duration) {
+	if s.client.buffered() > 0 {
+		return
+	}
+	s.mu.Lock()
+	s.clientWaiting = true
+	s.armIdleTxLocked(limit)
+	s.mu.Unlock()
+}
+
+// armIdleTxLocked gives the waiting client's read a deadline when the server
+// waits for the client inside a transaction; mu is held.
+func (s *session) armIdleTxLocked(limit time.Duration) {
+	if limit <= 0 || !s.clientWaiting || s.idleTxArmed || (s.txStatus != 'T' && s.txStatus != 'E') || !s.queueEmpty() || s.srv.draining.Load() {
+		return
+	}
+	s.idleTxArmed = true
+	_ = s.client.SetReadDeadline(time.Now().Add(limit))
+}
+
+// endClientWait ends the wait begun by beginClientWait. It reports whether
+// the read failed on the idle-in-transaction deadline, in which case the
+// client has been told (25P03) and its session must end; the server
+// connection is then rolled back or discarded like that of any client that
+// leaves mid-transaction.
+func (s *session) endClientWait(limit time.Duration, err error) bool {
+	s.mu.Lock()
+	armed := s.idleTxArmed
+	s.clientWaiting, s.idleTxArmed = false, false
+	s.mu.Unlock()
+	if !armed {
+		return false
+	}
+	var ne net.Error
+	if err == nil || !errors.As(err, &ne) || !ne.Timeout() || s.srv.draining.Load() {
+		_ = s.client.SetReadDeadline(time.Time{})
+		return false
+	}
+	s.logger().Info("closing client idle in a transaction", "timeout", limit.String())
+	s.sendFatal(&clientError{fatal: true, code: "25P03", msg: "terminating connection due to idle-in-transaction timeout"})
+	return true
 }
 
 // seenValue is the value of a reported parameter as the client knows it.
@@ -2131,6 +2190,11 @@ func (s *session) onServerMessage(typ byte, body []byte) bool {
 		}
 		s.pop()
 		s.emitSynthetic()
+		if s.clientWaiting {
+			// A relay goroutine read the reply the client is waiting
+			// behind: the server may now wait for the client.
+			s.armIdleTxLocked(s.srv.config().Limits.IdleTransactionTimeout)
+		}
 		return s.queueEmpty() && s.txStatus == 'I'
 	case '1':
 		if sl.kind == slotParse || sl.kind == slotInjectParse {
