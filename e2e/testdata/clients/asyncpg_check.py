@@ -6,19 +6,11 @@ asyncpg is the driver PgBouncer's transaction mode breaks unless its
 statement cache is turned off. Exits non-zero, saying why, on any mismatch.
 Run by e2e/TestClientDrivers with the DSN in SHARDWIRE_DSN."""
 import asyncio
-import os
-import sys
 import time
 
 import asyncpg
 
-DSN = os.environ["SHARDWIRE_DSN"]
-failures = []
-
-
-def check(cond, msg):
-    if not cond:
-        failures.append(msg)
+from checklib import DSN, check, failures, finish
 
 
 async def worker(i):
@@ -92,7 +84,4 @@ async def main():
 
 
 asyncio.run(main())
-if failures:
-    print("\n".join(failures), file=sys.stderr)
-    sys.exit(1)
-print("asyncpg", asyncpg.__version__, "ok")
+finish("asyncpg", asyncpg.__version__)

@@ -2,20 +2,12 @@
 SET isolation, transactions and errors, from several connections at once
 over fewer server connections. Exits non-zero, saying why, on any mismatch.
 Run by e2e/TestClientDrivers with the DSN in SHARDWIRE_DSN."""
-import os
-import sys
 import threading
 
 import psycopg
 from psycopg import errors, sql
 
-DSN = os.environ["SHARDWIRE_DSN"]
-failures = []
-
-
-def check(cond, msg):
-    if not cond:
-        failures.append(msg)
+from checklib import DSN, check, failures, finish
 
 
 def worker(i):
@@ -54,7 +46,4 @@ for t in threads:
     t.start()
 for t in threads:
     t.join()
-if failures:
-    print("\n".join(failures), file=sys.stderr)
-    sys.exit(1)
-print("psycopg", psycopg.__version__, "ok")
+finish("psycopg", psycopg.__version__)
