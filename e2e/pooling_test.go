@@ -358,13 +358,6 @@ func TestAuthentication(t *testing.T) {
 	}
 }
 
-// TestSetInTransactionBlock checks that a SET made inside a transaction
-// block reaches the client's next server connection exactly when Postgres
-// keeps it: COMMIT keeps it, ROLLBACK and ROLLBACK TO a savepoint taken
-// before it undo it, RELEASE keeps it, an error does not lose SETs that a
-// ROLLBACK TO rescues, and an error in an implicit transaction (a pipeline
-// up to its Sync) undoes the SETs before it. Each script also runs on a
-// direct connection to Postgres, which must agree with want.
 // TestDeallocateAllRolledBack: DEALLOCATE ALL is not transactional, so the
 // server forgets its prepared statements even when the block rolls back;
 // shardwire must prepare the client's statements again rather than bind a
@@ -392,6 +385,15 @@ func TestDeallocateAllRolledBack(t *testing.T) {
 	}
 }
 
+// TestSetInTransactionBlock checks that a SET made inside a transaction
+// block reaches the client's next server connection exactly when Postgres
+// keeps it: COMMIT keeps it, ROLLBACK and ROLLBACK TO a savepoint taken
+// before it undo it, RELEASE keeps it, an error does not lose SETs that a
+// ROLLBACK TO rescues, an error in an implicit transaction (a pipeline up to
+// its Sync, or a Query string's statements after its last COMMIT) undoes
+// the SETs before it, and so does a COMMIT that fails; a COMMIT or ROLLBACK
+// inside one Query string decides for the statements before it. Each script
+// also runs on a direct connection to Postgres, which must agree with want.
 func TestSetInTransactionBlock(t *testing.T) {
 	t.Parallel()
 	sh := startShard(t, "setblock", 0, "scram-sha-256")
