@@ -137,7 +137,7 @@ func inspectQuery(sql string) queryInfo {
 	var steps []*queryEffects
 	for i := range stmts {
 		st := &stmts[i]
-		nsets, discard := len(eff.sets), eff.discardAll
+		nsets, discard := len(eff.sets), false
 		if st.Hints.Any() {
 			h := st.Hints
 			if info.hints.Role == router.RoleAuto {
@@ -169,17 +169,16 @@ func inspectQuery(sql string) queryInfo {
 				eff.addSet(more)
 			}
 		case router.CmdDiscard:
-			if st.All {
-				eff.discardAll = true
-			}
+			discard = st.All
+			eff.discardAll = eff.discardAll || discard
 		}
-		if !info.single && (len(eff.sets) > nsets || eff.discardAll != discard || steps != nil) {
+		if changed := len(eff.sets) > nsets || discard; !info.single && (changed || steps != nil) {
 			if steps == nil {
 				steps = make([]*queryEffects, i, len(stmts))
 			}
 			var step *queryEffects
-			if len(eff.sets) > nsets || eff.discardAll != discard {
-				step = &queryEffects{sets: eff.sets[nsets:len(eff.sets):len(eff.sets)], discardAll: eff.discardAll != discard}
+			if changed {
+				step = &queryEffects{sets: eff.sets[nsets:len(eff.sets):len(eff.sets)], discardAll: discard}
 			}
 			steps = append(steps, step)
 		}

@@ -70,6 +70,7 @@ func TestQueryEffectSteps(t *testing.T) {
 		{"BEGIN; SET a.b = 1; COMMIT; BEGIN; SET a.c = 2; ROLLBACK", []string{"", "a.b", "", "", "a.c", ""}},
 		{"SELECT 1;; SET a.b = 1;", []string{"", "a.b"}},
 		{"SET a.b = 1; SAVEPOINT s; DISCARD ALL", []string{"a.b", "s", "discard"}},
+		{"DISCARD ALL; SET a.b = 1; DISCARD ALL", []string{"discard", "a.b", "discard"}},
 	}
 	for _, tc := range cases {
 		e := analyzeQuery(tc.sql)
